@@ -1,0 +1,38 @@
+# The course in two commands:  `make lab` (install, open JupyterLab)  and  `make test` (install, test all).
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+# Learners on Linux outside this course's machines can avoid a multi-GB CUDA torch with
+#   make lab PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_EXTRA ?=
+NOTEBOOKS = $(wildcard notebooks/*.ipynb) $(wildcard solutions/*.ipynb)
+
+.PHONY: install lab test test-package test-notebooks bench notebooks clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(PIP_EXTRA) -e ".[lab,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (toyenv)" >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks
+
+test: install
+	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
+	    --nbval-lax --nbval-current-env -q
+
+test-package: install
+	MPLBACKEND=Agg $(PY) -m pytest -n 2 tests -q
+
+bench: install
+	$(PY) tests/benchmarks/bench_exact.py
+
+notebooks: install
+	$(PY) -m toyenv.build
+
+clean:
+	rm -rf $(VENV)

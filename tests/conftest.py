@@ -1,0 +1,24 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import toyenv  # noqa: E402
+
+
+@pytest.fixture(params=toyenv.presets())
+def preset(request):
+    return toyenv.make(request.param)
+
+
+def random_tabular(mdp, seed, scale=1.5):
+    return toyenv.TabularPolicy(mdp, seed=seed, scale=scale)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

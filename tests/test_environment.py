@@ -1,0 +1,39 @@
+"""environment.yml (conda, Binder) lists the same packages as pyproject.toml."""
+import pathlib
+import re
+import tomllib
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONDA_NAME = {"torch": "pytorch"}      # pip name -> conda-forge name
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_names = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["lab"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"][:1] == ["conda-forge"] and "nodefaults" in env["channels"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    conda_names = {_name(d) for d in conda} - {"python", "pip"}
+    assert {CONDA_NAME.get(n, n) for n in pip_names} == conda_names
+    torch_line = next(d for d in conda if d.startswith("pytorch"))
+    assert "cpu" in torch_line, "conda users must get the CPU build"
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e ." in pip_section
+
+
+def test_torch_is_pinned_to_the_cpu_wheel():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch==2.13.0" in deps, "a looser torch requirement pulls a multi-GB CUDA build"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make lab" in readme
+    assert re.search(r"^make test$", ci, re.M)

@@ -1,0 +1,397 @@
+"""Exact quantities of the survey, computed by passes over the enumerated prefix tree.
+
+Each function takes a policy (anything with ``.mdp`` and ``.probs()``) or, where it says so, a
+precomputed probability array. Passes run one depth level at a time over contiguous slices, so
+their cost is a few numpy operations per level, never a loop over trajectories.
+
+Survey references: occupancy Eq. 2-3 (§2.3), effective support Eq. 5 (§3.3.1), expansion Eq. 6
+(§3.3.2), shared support Eq. 7 (§3.3.3), attrition Eq. 8 (§3.3.4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+from .mdp import TokenMDP
+from .policies import check_same_world
+
+
+# --------------------------------------------------------------------------- inputs
+def _probs_of(pi, mdp: TokenMDP | None = None) -> tuple[TokenMDP, np.ndarray]:
+    if isinstance(pi, Occupancy):
+        raise TypeError("this function needs a policy, not an Occupancy")
+    if not hasattr(pi, "probs") or not hasattr(pi, "mdp"):
+        raise TypeError(f"expected a policy (TabularPolicy, TransformerPolicy, ...), got {type(pi).__name__}")
+    if mdp is not None:
+        check_same_world(mdp, pi.mdp)
+    p = pi.probs()
+    return pi.mdp, p
+
+
+def check_eps(eps) -> float:
+    """ε must lie in (0, 1]: occupancy is a distribution, so thresholds above 1 select nothing."""
+    try:
+        e = float(eps)
+    except (TypeError, ValueError):
+        raise TypeError(f"eps must be a number in (0, 1], got {eps!r}") from None
+    if not (0 < e <= 1):
+        raise ValueError(f"eps must lie in (0, 1], got {eps!r}: with eps <= 0 every pair would be in "
+                         "support; try a small positive value such as 1e-3")
+    return e
+
+
+def _levels(mdp: TokenMDP):
+    for d in range(mdp.horizon):
+        yield d, slice(mdp.level_start[d], mdp.level_start[d + 1])
+
+
+# --------------------------------------------------------------------------- forward / backward passes
+def reach_from_probs(mdp: TokenMDP, p: np.ndarray) -> np.ndarray:
+    """P(prefix s is visited | its prompt) for every state. ``[S]``; 1 at the roots."""
+    reach = np.empty(mdp.num_states)
+    reach[: mdp.num_prompts] = 1.0
+    for d, sl in _levels(mdp):
+        if d == 0:
+            continue
+        par = mdp.parent[sl]
+        reach[sl] = reach[par] * p[par, mdp.last_token[sl]]
+    return reach
+
+
+def reach(pi) -> np.ndarray:
+    """Reach probability of every state given its prompt, ``[S]`` (prefix reachability, §2.3)."""
+    mdp, p = _probs_of(pi)
+    return reach_from_probs(mdp, p)
+
+
+def backward_from_probs(mdp: TokenMDP, p: np.ndarray, leaf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected leaf value below every pair and state.
+
+    ``leaf [S, V]`` gives the value of each terminal pair. Returns ``Q [S, V]`` (the value of
+    taking a at s: the leaf value if (s, a) ends the sequence, else V of the child) and ``V [S]``.
+    """
+    Q = np.where(mdp.terminal, leaf, 0.0)
+    V = np.zeros(mdp.num_states)
+    for d, sl in reversed(list(_levels(mdp))):
+        ch = mdp.child[sl]
+        if d < mdp.horizon - 1:
+            Q[sl] = np.where(ch >= 0, V[np.maximum(ch, 0)], Q[sl])
+        V[sl] = (p[sl] * Q[sl]).sum(1)
+    return Q, V
+
+
+def trajectory_probs_from(mdp: TokenMDP, p: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
+    """pi(y|x) of every complete trajectory, at its terminal pair; 0 elsewhere. ``[S, V]``."""
+    r = reach_from_probs(mdp, p) if r is None else r
+    return np.where(mdp.terminal, r[:, None] * p, 0.0)
+
+
+def trajectory_probs(pi) -> np.ndarray:
+    """pi(y|x) of every complete trajectory, indexed by its terminal pair ``[S, V]``."""
+    mdp, p = _probs_of(pi)
+    return trajectory_probs_from(mdp, p)
+
+
+# --------------------------------------------------------------------------- occupancy (Eq. 2-3)
+@dataclass(frozen=True)
+class Occupancy:
+    """Exact occupancy of a policy.
+
+    Attributes:
+        sa: d(s, a), ``[S, V]`` (Eq. 2). With ``weighting="uniform"`` (eta_t = 1/T(y)) it sums to 1;
+            with ``"visits"`` (eta_t = 1) it is the expected number of visits, summing to E[T(y)].
+        s: state occupancy d(s) = sum_a d(s, a), ``[S]`` (Eq. 3).
+        reach: P(s visited | prompt), ``[S]``.
+        probs: the policy's pi(a|s) that produced it, ``[S, V]``.
+    """
+
+    mdp: TokenMDP
+    sa: np.ndarray
+    s: np.ndarray
+    reach: np.ndarray
+    probs: np.ndarray
+    weighting: str
+
+    def per_prompt(self) -> np.ndarray:
+        """Occupancy mass of each prompt, ``[P]`` (D(x) for the uniform weighting)."""
+        return np.bincount(self.mdp.prompt_of, weights=self.s, minlength=self.mdp.num_prompts)
+
+
+def occupancy_from_probs(mdp: TokenMDP, p: np.ndarray, weighting: str = "uniform") -> Occupancy:
+    """:func:`occupancy` for a probability array ``[S, V]`` instead of a policy."""
+    r = reach_from_probs(mdp, p)
+    visits = mdp.prompt_weights[mdp.prompt_of][:, None] * r[:, None] * p   # D(x) reach(s) pi(a|s)
+    if weighting == "uniform":
+        # E[1/T(y) | y passes through (s, a)]: 1/T at a terminal pair, else the child's expectation
+        inv_len = np.where(mdp.terminal, 1.0 / np.maximum(mdp.length, 1), 0.0)
+        w, _ = backward_from_probs(mdp, p, inv_len)
+        sa = visits * w
+    elif weighting == "visits":
+        sa = visits
+    else:
+        raise ValueError(f"weighting must be 'uniform' (eta = 1/T(y), Eq. 2) or 'visits', got {weighting!r}")
+    return Occupancy(mdp, sa, sa.sum(1), r, p, weighting)
+
+
+def occupancy(pi, weighting: str = "uniform") -> Occupancy:
+    """Normalised state-action occupancy d(s, a) of survey Eq. 2 and state occupancy Eq. 3.
+
+    With ``weighting="uniform"``, eta_t(y) = 1/T(y): every trajectory spreads its probability
+    evenly over its own steps, so d sums to 1 even though lengths vary. Exact: a backward pass
+    gives E[1/T(y)] below each pair, a forward pass gives the reach.
+    """
+    mdp, p = _probs_of(pi)
+    return occupancy_from_probs(mdp, p, weighting)
+
+
+# --------------------------------------------------------------------------- support (Eq. 5-8)
+def _occ(x, mdp=None) -> Occupancy:
+    occ = x if isinstance(x, Occupancy) else occupancy(x)
+    if mdp is not None:
+        check_same_world(mdp, occ.mdp)
+    return occ
+
+
+def effective_support(pi_or_occ, eps: float) -> np.ndarray:
+    """E_ε = {(s, a) : d(s, a) >= ε} (Eq. 5) as a boolean mask ``[S, V]``."""
+    eps = check_eps(eps)
+    return _occ(pi_or_occ).sa >= eps
+
+
+def trajectory_support(pi, eps: float) -> np.ndarray:
+    """Trajectory-level support {y : pi(y|x) >= ε} as a mask over terminal pairs ``[S, V]``."""
+    eps = check_eps(eps)
+    return trajectory_probs(pi) >= eps
+
+
+@dataclass(frozen=True)
+class SupportChange:
+    """How a training stage moved effective support (survey §3.3), at threshold ``eps``.
+
+    Masks are ``[S, V]`` over state-action pairs: ``expanded`` (Eq. 6), ``shared`` (Eq. 7),
+    ``attrited`` (Eq. 8). ``traj_*`` are the same sets for complete trajectories, with
+    pi(y|x) >= eps as the support. Masses are occupancy masses (Eq. 2), summing to at most 1.
+    """
+
+    eps: float
+    before: Occupancy
+    after: Occupancy
+    expanded: np.ndarray
+    shared: np.ndarray
+    attrited: np.ndarray
+    traj_expanded: np.ndarray
+    traj_shared: np.ndarray
+    traj_attrited: np.ndarray
+
+    @property
+    def expanded_mass(self) -> float:
+        """Occupancy the new policy puts on pairs that were not in support before."""
+        return float(self.after.sa[self.expanded].sum())
+
+    @property
+    def attrited_mass(self) -> float:
+        """Occupancy the old policy had on pairs that left support."""
+        return float(self.before.sa[self.attrited].sum())
+
+    @property
+    def reshaped_mass(self) -> float:
+        """Mass moved inside the shared support C_ε: half the L1 change of d there (§3.3.3)."""
+        return float(0.5 * np.abs(self.after.sa - self.before.sa)[self.shared].sum())
+
+    @property
+    def role(self) -> str:
+        """A short verdict from the masses: see :func:`toyenv.exact.role_of`."""
+        return role_of(self.expanded_mass, self.reshaped_mass)
+
+    def counts(self) -> dict:
+        return {"expanded": int(self.expanded.sum()), "shared": int(self.shared.sum()),
+                "attrited": int(self.attrited.sum()),
+                "traj_expanded": int(self.traj_expanded.sum()), "traj_shared": int(self.traj_shared.sum()),
+                "traj_attrited": int(self.traj_attrited.sum())}
+
+    def summary(self) -> dict:
+        return {"eps": self.eps, **self.counts(), "expanded_mass": self.expanded_mass,
+                "reshaped_mass": self.reshaped_mass, "attrited_mass": self.attrited_mass,
+                "role": self.role}
+
+
+def role_of(expanded_mass: float, reshaped_mass: float, ratio: float = 2.0, floor: float = 1e-3) -> str:
+    """Dominant role from two masses (survey Table 2 as numbers).
+
+    "expansion-dominant" when the mass on newly supported pairs is at least ``ratio`` times the
+    mass moved inside the shared support, "reshaping-dominant" in the opposite case, "mixed" in
+    between, and "no change" when both are below ``floor``.
+    """
+    if max(expanded_mass, reshaped_mass) < floor:
+        return "no change"
+    if expanded_mass >= ratio * reshaped_mass:
+        return "expansion-dominant"
+    if reshaped_mass >= ratio * expanded_mass:
+        return "reshaping-dominant"
+    return "mixed"
+
+
+def support_change(before, after, eps: float) -> SupportChange:
+    """Expanded (Eq. 6), shared (Eq. 7) and attrited (Eq. 8) sets between two policies.
+
+    ``before`` and ``after`` are policies of the same world (or their occupancies).
+    """
+    eps = check_eps(eps)
+    b = _occ(before)
+    a = _occ(after, b.mdp)
+    e0, e1 = b.sa >= eps, a.sa >= eps
+    t0 = trajectory_probs_from(b.mdp, b.probs, b.reach) >= eps
+    t1 = trajectory_probs_from(a.mdp, a.probs, a.reach) >= eps
+    return SupportChange(eps, b, a, e1 & ~e0, e0 & e1, e0 & ~e1, t1 & ~t0, t0 & t1, t0 & ~t1)
+
+
+# --------------------------------------------------------------------------- success, pass@k
+def success_prob(pi) -> np.ndarray:
+    """Probability that a sampled completion is correct, per prompt ``[P]``."""
+    mdp, p = _probs_of(pi)
+    return success_from_probs(mdp, p)
+
+
+def success_from_probs(mdp: TokenMDP, p: np.ndarray) -> np.ndarray:
+    t = trajectory_probs_from(mdp, p)
+    s, a = np.nonzero(mdp.correct)
+    return np.bincount(mdp.prompt_of[s], weights=t[s, a], minlength=mdp.num_prompts)
+
+
+def expected_reward(pi) -> np.ndarray:
+    """E[r(x, y)] per prompt ``[P]`` (equals success_prob for a 0/1 verifier)."""
+    mdp, p = _probs_of(pi)
+    _, V = backward_from_probs(mdp, p, mdp.rewards)
+    return V[mdp.roots]
+
+
+def success_value(pi) -> tuple[np.ndarray, np.ndarray]:
+    """Exact probability of eventually succeeding from every prefix: the ideal process reward (§5.2).
+
+    Returns ``(V [S], Q [S, V])``: V(s) = P(correct | s, pi), Q(s, a) = P(correct | s, a, pi).
+    """
+    mdp, p = _probs_of(pi)
+    Q, V = backward_from_probs(mdp, p, mdp.correct.astype(float))
+    return V, Q
+
+
+def _check_k(k) -> np.ndarray:
+    k_arr = np.asarray(k)
+    if k_arr.dtype.kind not in "iu" and not (k_arr.dtype.kind == "f" and np.all(k_arr == np.round(k_arr))):
+        raise TypeError(f"k must be a positive integer (or an array of them), got {k!r}")
+    if np.any(k_arr < 1):
+        raise ValueError(f"k must be >= 1, got {k!r}")
+    return k_arr.astype(np.int64)
+
+
+def pass_at_k_from_success(success: np.ndarray, weights: np.ndarray, k) -> np.ndarray | float:
+    k_arr = _check_k(k)
+    fail = np.clip(1.0 - np.asarray(success)[:, None], 0.0, 1.0) ** k_arr.reshape(1, -1)   # [P, K]
+    out = weights @ (1.0 - fail)
+    return float(out[0]) if k_arr.ndim == 0 else out.reshape(k_arr.shape)
+
+
+def pass_at_k(pi, k, per_prompt: bool = False):
+    """Exact pass@k = sum_x D(x) [1 - (1 - p_x)^k]; ``k`` an int or an array of ints.
+
+    ``per_prompt=True`` returns ``[P]`` (or ``[P, K]``) instead of the prompt-weighted average.
+    """
+    mdp, p = _probs_of(pi)
+    succ = success_from_probs(mdp, p)
+    if per_prompt:
+        k_arr = _check_k(k)
+        out = 1.0 - (1.0 - succ[:, None]) ** k_arr.reshape(1, -1)
+        return out[:, 0] if k_arr.ndim == 0 else out.reshape((mdp.num_prompts,) + k_arr.shape)
+    return pass_at_k_from_success(succ, mdp.prompt_weights, k)
+
+
+def pass_at_k_unbiased(n: int, c: int, k: int) -> float:
+    """Unbiased estimator of pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)."""
+    if not (0 <= c <= n) or not (1 <= k <= n):
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def distinct_correct(pi, eps: float | None = None, k: int | None = None) -> np.ndarray:
+    """Per prompt ``[P]``: with ``eps``, the number of correct completions with pi(y|x) >= eps;
+    with ``k``, the expected number of distinct correct completions among k samples,
+    sum_y [1 - (1 - pi(y|x))^k] over correct y."""
+    mdp, p = _probs_of(pi)
+    t = trajectory_probs_from(mdp, p)
+    s, a = np.nonzero(mdp.correct)
+    if (eps is None) == (k is None):
+        raise ValueError("pass exactly one of eps= (a support threshold) or k= (a sample count)")
+    w = (t[s, a] >= check_eps(eps)).astype(float) if eps is not None else 1 - (1 - t[s, a]) ** int(_check_k(k))
+    return np.bincount(mdp.prompt_of[s], weights=w, minlength=mdp.num_prompts)
+
+
+# --------------------------------------------------------------------------- KL (chain rule)
+def kl_per_state(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(p(.|s) || q(.|s)) for every state ``[S]``; +inf where q misses mass p has."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1)) - np.log(q)), 0.0)
+    return terms.sum(1)
+
+
+def kl(p, q, per_prompt: bool = False):
+    """Exact sequence-level KL(p || q), prompt-weighted, by the chain rule over the tree.
+
+    KL(p || q) = sum_x D(x) sum_s reach_p(s) KL(p(.|s) || q(.|s)): states are weighted by the reach
+    of the *first* argument. Forward KL of a student to a teacher is ``kl(teacher, student)``,
+    reverse KL is ``kl(student, teacher)``.
+    """
+    mdp, pp = _probs_of(p)
+    _, qq = _probs_of(q, mdp)
+    r = reach_from_probs(mdp, pp)
+    per = np.bincount(mdp.prompt_of, weights=r * kl_per_state(pp, qq), minlength=mdp.num_prompts)
+    return per if per_prompt else float(mdp.prompt_weights @ per)
+
+
+def entropy(pi, per_prompt: bool = False):
+    """Sequence-level entropy H(pi(.|x)) by the chain rule, prompt-weighted (nats)."""
+    mdp, p = _probs_of(pi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h_s = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0.0).sum(1)
+    per = np.bincount(mdp.prompt_of, weights=reach_from_probs(mdp, p) * h_s, minlength=mdp.num_prompts)
+    return per if per_prompt else float(mdp.prompt_weights @ per)
+
+
+# --------------------------------------------------------------------------- sampling
+def sample_pairs(pi, n: int, seed: int = 0, prompts=None):
+    """Sample ``n`` trajectories of a policy as terminal pairs ``(states [n], actions [n])``."""
+    mdp, p = _probs_of(pi)
+    return sample_pairs_from_probs(mdp, p, n, seed=seed, prompts=prompts)
+
+
+def sample_pairs_from_probs(mdp: TokenMDP, p: np.ndarray, n: int, seed: int = 0, prompts=None):
+    """Sample terminal pairs from a probability array ``[S, V]``, vectorised by depth level.
+
+    ``prompts``: None draws prompts from D(x); an int or ``n`` ints fix them. Same seed, same draws.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    rng = np.random.default_rng(seed)
+    if prompts is None:
+        x = rng.choice(mdp.num_prompts, size=n, p=mdp.prompt_weights)
+    else:
+        x = np.broadcast_to(np.asarray(prompts, dtype=np.int64), (n,)).copy()
+        if np.any((x < 0) | (x >= mdp.num_prompts)):
+            raise ValueError(f"prompts must be indices in [0, {mdp.num_prompts}), got {prompts!r}")
+    s = mdp.roots[x].copy()
+    out_s, out_a = np.empty(n, np.int64), np.empty(n, np.int64)
+    active = np.arange(n)
+    cum = np.cumsum(p, axis=1)
+    for _ in range(mdp.horizon):
+        if active.size == 0:
+            break
+        st = s[active]
+        u = rng.random(active.size) * cum[st, -1]
+        a = np.minimum((cum[st] <= u[:, None]).sum(1), mdp.vocab_size - 1)
+        nxt = mdp.child[st, a]
+        done = nxt < 0
+        out_s[active[done]], out_a[active[done]] = st[done], a[done]
+        s[active[~done]] = nxt[~done]
+        active = active[~done]
+    return out_s, out_a
