@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 PIP_EXTRA ?=
 NOTEBOOKS = $(wildcard notebooks/*.ipynb) $(wildcard solutions/*.ipynb)
 
-.PHONY: install lab test test-package test-notebooks bench notebooks clean
+.PHONY: install lab test browser-deps test-package test-notebooks bench notebooks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,21 @@ install: $(VENV)/.installed
 lab: install
 	$(VENV)/bin/jupyter lab notebooks
 
-test: install
+test: install browser-deps
 	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
 	    --nbval-lax --nbval-current-env -q
+
+# tests/test_browser.py drives Debian's chromium: installed here when missing (as root, apt-get,
+# e.g. CI); elsewhere that one test skips and says why.
+CHROMIUM_BIN ?= /usr/bin/chromium
+browser-deps:
+	@if [ ! -x $(CHROMIUM_BIN) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium for tests/test_browser.py (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        chromium chromium-driver >/dev/null; \
+	elif [ ! -x $(CHROMIUM_BIN) ]; then \
+	    echo "note: no $(CHROMIUM_BIN) (and not root with apt-get): the browser test will skip"; \
+	fi
 
 test-package: install
 	MPLBACKEND=Agg $(PY) -m pytest -n 2 tests -q

@@ -7,7 +7,12 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 sys.path.insert(0, os.path.dirname(__file__))
 
+import torch  # noqa: E402
+
 import toyenv  # noqa: E402
+
+# two cores shared by pytest-xdist workers: one torch thread each avoids oversubscription
+torch.set_num_threads(1)
 
 
 @pytest.fixture(params=toyenv.presets())

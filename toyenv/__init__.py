@@ -20,8 +20,27 @@ from .exact import (Occupancy, SupportChange, distinct_correct, effective_suppor
                     expected_reward, kl, occupancy, pass_at_k, pass_at_k_unbiased, reach,
                     role_of, sample_pairs, success_prob, success_value, support_change,
                     trajectory_probs, trajectory_support)
+from .train import Run, train
+from .plots import (plot_handoff, plot_history, plot_kl_reward, plot_occupancy_heatmap, plot_pass_at_k,
+                    plot_support_vs_eps, plot_tree)
+from .methods import (METHODS, demonstrations, dpo, interleaved, kl_optimum, preference_pairs,
+                      rejection_sampling, rl, self_improve, sft)
+from .distill import after_slip, compare_provenance, distill, mode_scan, state_map, teacher_view
+from .fit import base_transformer, fit
+from .rlhf import (RewardModel, bon_kl_bound, bon_policy, bon_probs, overoptimization, reward_model,
+                   rlhf)
+from .pipeline import (Diagnosis, PipelineReport, at_matched_gain, diagnose, family_demos,
+                       family_success, family_task, forgetting, forgetting_curve, pipeline)
 
 __all__ = [
+    "plot_tree", "plot_occupancy_heatmap", "plot_support_vs_eps", "plot_pass_at_k", "plot_history",
+    "plot_kl_reward", "plot_handoff",
+    "Run", "train", "METHODS", "demonstrations", "sft", "dpo", "preference_pairs", "rejection_sampling",
+    "self_improve", "rl", "interleaved", "kl_optimum",
+    "distill", "state_map", "teacher_view", "mode_scan", "after_slip", "compare_provenance", "fit",
+    "base_transformer", "RewardModel", "reward_model", "rlhf", "overoptimization", "bon_probs",
+    "bon_policy", "bon_kl_bound", "pipeline", "PipelineReport", "diagnose", "Diagnosis", "forgetting",
+    "forgetting_curve", "at_matched_gain", "family_success", "family_task", "family_demos",
     "TokenMDP", "tree_size", "Policy", "TabularPolicy", "TransformerPolicy", "make", "presets",
     "describe", "Occupancy", "SupportChange", "occupancy", "effective_support", "support_change",
     "trajectory_support", "trajectory_probs", "reach", "success_prob", "expected_reward",

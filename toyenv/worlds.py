@@ -213,7 +213,8 @@ def two_skills(prompts_per_family: int = 4, horizon: int = 3, overlap: float = 0
 
 # ------------------------------------------------------------------------------------ scaffold
 @_preset("scaffold")
-def scaffold(num_tasks: int = 4, answer_length: int = 3, hint_accuracy: float = 0.9) -> TokenMDP:
+def scaffold(num_tasks: int = 4, answer_length: int = 3, hint_accuracy: float = 0.9,
+             slack: int = 0) -> TokenMDP:
     """Scaffold: the teacher solves a task only when the prompt carries a hint.
 
     Task ``qi`` is solved by one prompt-specific answer of ``answer_length`` letters followed by the
@@ -224,11 +225,19 @@ def scaffold(num_tasks: int = 4, answer_length: int = 3, hint_accuracy: float = 
     ``mdp.info["hinted"]`` maps each bare prompt to its hinted twin. Prompt weights put all
     evaluation mass on the bare prompts.
 
-    Settings: num_tasks (1-8), answer_length (1-5), hint_accuracy in (0.25, 1).
+    ``slack > 0`` makes a slip recoverable: the horizon grows by ``slack`` tokens and a completion
+    is correct when it *ends* with the answer and the end token, so after a wrong token the answer
+    can be started again. The hinted teacher then restarts after a slip (it continues the longest
+    suffix of its prefix that begins the answer). This is the setting where on-policy distillation
+    can beat off-policy: only the student's own rollouts show it the states after its own slips
+    (FINDINGS F7; DAgger, survey ref [53]). ``slack=0`` (default) is the original world.
+
+    Settings: num_tasks (1-8), answer_length (1-5), hint_accuracy in (0.25, 1), slack (0-2).
     """
     _check_int("num_tasks", num_tasks, 1, 8)
     _check_int("answer_length", answer_length, 1, 5)
     _check_prob("hint_accuracy", hint_accuracy, 0.25, 1.0)
+    _check_int("slack", slack, 0, 2)
     vocab = ("a", "b", "c", "<eos>")
     E = 3
     rng = np.random.default_rng(1234)
@@ -239,7 +248,14 @@ def scaffold(num_tasks: int = 4, answer_length: int = 3, hint_accuracy: float = 
 
     def verify(prompt, seq):
         k = keys[task[prompt]]
-        return ((seq[:, :L] == k).all(1) & (seq[:, L] == E)).astype(float)
+        if slack == 0:
+            return ((seq[:, :L] == k).all(1) & (seq[:, L] == E)).astype(float)
+        # correct when the completion ends with the answer and the end token
+        n = np.argmax(np.concatenate([seq, np.full((len(seq), 1), E)], 1) == E, axis=1)  # eos position
+        ok = (n >= L) & (seq[np.arange(len(seq)), np.minimum(n, seq.shape[1] - 1)] == E)
+        for t in range(L):
+            ok &= seq[np.arange(len(seq)), np.maximum(n - L + t, 0)] == k[:, t]
+        return ok.astype(float)
 
     def base(mdp):
         p = np.full((mdp.num_states, 4), 0.25)
@@ -251,17 +267,34 @@ def scaffold(num_tasks: int = 4, answer_length: int = 3, hint_accuracy: float = 
         for t in range(L):
             on &= (d <= t) | (mdp.tokens[:, min(t, mdp.tokens.shape[1] - 1)] == k[:, t])
         target = np.where(d < L, k[np.arange(mdp.num_states), np.minimum(d, L - 1)], E)
+        if slack > 0:   # recoverable: continue the longest suffix of the prefix that starts the answer
+            m = _answer_progress(mdp.tokens, d, k, L)
+            on = np.ones(mdp.num_states, bool)
+            target = np.where(m < L, k[np.arange(mdp.num_states), np.minimum(m, L - 1)], E)
         sel = h & on
         p[sel] = (1 - hint_accuracy) / 3
         p[sel, target[sel]] = hint_accuracy
         bare = ~h
         p[bare] = [0.3, 0.3, 0.3, 0.1]
-        p[bare & (d == L)] = [0.1, 0.1, 0.1, 0.7]
+        p[bare & (d >= L)] = [0.1, 0.1, 0.1, 0.7]
         return TabularPolicy.from_probs(mdp, _rows(mdp, p))
 
     prompts = tuple([f"q{i}" for i in range(num_tasks)] + [f"q{i} hint" for i in range(num_tasks)])
     weights = np.where(hinted, 0.0, 1.0)
-    return TokenMDP(vocab, E, L + 1, prompts, batch_verifier=verify, prompt_weights=weights,
+    return TokenMDP(vocab, E, L + 1 + slack, prompts, batch_verifier=verify, prompt_weights=weights,
                     name="scaffold", doc=inspect.getdoc(scaffold), base_factory=base,
                     info={"hinted": tuple(range(num_tasks, 2 * num_tasks)),
-                          "keys": tuple(map(tuple, keys.tolist()))})
+                          "keys": tuple(map(tuple, keys.tolist())), "slack": slack})
+
+
+def _answer_progress(tokens: np.ndarray, depth: np.ndarray, keys: np.ndarray, L: int) -> np.ndarray:
+    """Length of the longest suffix of each prefix that is a prefix of its answer, ``[S]``."""
+    S = len(depth)
+    rows = np.arange(S)
+    m = np.zeros(S, dtype=np.int64)
+    for j in range(1, L + 1):          # does the prefix end with answer[:j]?
+        ok = depth >= j
+        for t in range(j):
+            ok &= tokens[rows, np.clip(depth - j + t, 0, tokens.shape[1] - 1)] == keys[:, t]
+        m = np.where(ok, j, m)
+    return m

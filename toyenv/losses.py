@@ -1,0 +1,232 @@
+"""One pure loss function per post-training method, on tensors (survey §4-§5, Tables 3-4).
+
+Each loss takes log-probabilities and a batch (targets, advantages, masks, rewards as arrays) and
+returns ``(loss, info)``: a torch scalar to *minimise* and a small dict of floats. A loss never sees
+a model, an optimiser or a random generator; the batch builders in :mod:`toyenv.methods` make the
+batches and :func:`toyenv.train.train` runs the updates.
+
+Shapes: ``S`` states, ``V`` tokens, ``B`` sequences, ``T`` horizon. ``log_probs`` is ``[S, V]``
+(log pi(a|s) for every state); token-level inputs are ``[B, T]`` with a ``mask`` of real tokens.
+
+The exact twins live here too: :func:`exact_rl_loss` (the expected objective over the whole tree,
+differentiable), :func:`exact_policy_gradient` (its gradient by the Q - V identity) and
+:func:`soft_optimum_probs` (the KL-regularised optimum pi* ∝ pi_ref·exp(r/beta)).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .exact import backward_from_probs, reach_from_probs
+
+
+# --------------------------------------------------------------------------- SFT (§4.1)
+def sft_loss(log_probs: torch.Tensor, targets) -> tuple[torch.Tensor, dict]:
+    """Teacher-forced cross-entropy: ``-sum_{s,a} targets(s, a) · log pi(a|s)``.
+
+    Provenance: off-policy (external trajectories). Interface: token targets. Survey §4.1.
+
+    ``targets [S, V]`` is the empirical token count of the demonstrations divided by their number
+    (see :func:`toyenv.methods.token_targets`), so the loss is the mean over demonstrations of
+    ``-log pi(y|x)``. Only states on a demonstrated prefix have non-zero targets, so with one logit
+    row per state the gradient is exactly zero everywhere else (§2.3): off-policy supervision does
+    not act on states only the learner visits. With the teacher's occupancy as ``targets`` it is
+    token-level forward-KL distillation (up to the teacher's entropy, a constant).
+    """
+    targets = torch.as_tensor(targets, dtype=log_probs.dtype)
+    if targets.shape != log_probs.shape:
+        raise ValueError(f"targets must have the shape of log_probs {tuple(log_probs.shape)}, "
+                         f"got {tuple(targets.shape)}")
+    loss = -(targets * log_probs).sum()
+    return loss, {"nll": float(loss.detach())}
+
+
+# --------------------------------------------------------------------------- DPO (§4.2)
+def dpo_loss(logp_w: torch.Tensor, logp_l: torch.Tensor, ref_logp_w: torch.Tensor,
+             ref_logp_l: torch.Tensor, *, beta: float, labels=None, weights=None) -> tuple[torch.Tensor, dict]:
+    """Direct Preference Optimization loss (Rafailov et al. 2023, survey ref [2], §4.2).
+
+    Provenance: off-policy (fixed preference pairs). Interface: preferences.
+
+    Inputs ``[B]``: summed completion log-probs of the chosen (w) and rejected (l) completions under
+    the policy and the reference. ``margin = beta·[(logp_w - ref_w) - (logp_l - ref_l)]``; the loss
+    is the binary cross-entropy of ``sigmoid(margin)`` against ``labels`` (the probability that w is
+    preferred; default 1, hard labels). With Bradley-Terry soft labels ``sigmoid(r_w - r_l)`` the
+    population loss is minimised exactly at pi* = pi_ref·exp(r/beta)/Z; with hard labels it keeps
+    pushing the margin up (the IPO critique). The loss is ``log 2`` when the policy is the reference.
+    ``weights [B]`` (summing to 1) replace the plain mean: a population loss over all pairs.
+    """
+    margin = beta * ((logp_w - ref_logp_w) - (logp_l - ref_logp_l))
+    if labels is None:
+        per_pair = -F.logsigmoid(margin)
+    else:
+        y = torch.as_tensor(labels, dtype=margin.dtype)
+        per_pair = -(y * F.logsigmoid(margin) + (1 - y) * F.logsigmoid(-margin))
+    loss = per_pair.mean() if weights is None else (torch.as_tensor(weights, dtype=margin.dtype) * per_pair).sum()
+    m = margin.detach()
+    return loss, {"pref_acc": float((m > 0).double().mean()) if m.numel() else 0.0,
+                  "margin": float(m.mean()) if m.numel() else 0.0}
+
+
+# --------------------------------------------------------------------------- policy gradient (§5.1)
+def group_advantages(rewards, *, normalize: bool = True, eps: float = 1e-6) -> tuple[np.ndarray, dict]:
+    """GRPO group advantages (Shao et al. 2024, survey §5.1). ``rewards [G, K]``: K rollouts per prompt.
+
+    ``A = (r - mean_group) / (std_group + eps)`` (``normalize=False`` keeps only the mean baseline).
+    A group whose rewards are all equal (all wrong or all right) has zero advantage for every
+    member: it carries no gradient. ``info["zero_variance_groups"]`` is the fraction of such groups.
+    """
+    r = np.asarray(rewards, dtype=float)
+    if r.ndim != 2:
+        raise ValueError(f"rewards must be [groups, group_size], got shape {r.shape}")
+    centred = r - r.mean(1, keepdims=True)
+    std = r.std(1, keepdims=True)
+    adv = centred / (std + eps) if normalize else centred
+    flat = np.isclose(std[:, 0], 0.0, atol=1e-12)
+    adv[flat] = 0.0
+    return adv, {"zero_variance_groups": float(flat.mean())}
+
+
+def loo_advantages(rewards) -> tuple[np.ndarray, dict]:
+    """REINFORCE with a leave-one-out baseline (RLOO): ``A_i = r_i - mean_{j != i} r_j``. ``[G, K]``.
+
+    The baseline of each rollout does not depend on it, so the gradient estimate stays unbiased.
+    """
+    r = np.asarray(rewards, dtype=float)
+    if r.ndim != 2 or r.shape[1] < 2:
+        raise ValueError(f"rewards must be [groups, group_size >= 2], got shape {r.shape}")
+    k = r.shape[1]
+    adv = r - (r.sum(1, keepdims=True) - r) / (k - 1)
+    flat = np.isclose(r.std(1), 0.0, atol=1e-12)
+    return adv, {"zero_variance_groups": float(flat.mean())}
+
+
+def policy_gradient_loss(logp_tok: torch.Tensor, advantages, mask, *, old_logp_tok=None,
+                         clip: float | None = None) -> tuple[torch.Tensor, dict]:
+    """Clipped-ratio policy-gradient surrogate (REINFORCE / PPO / GRPO; survey §5.1).
+
+    Provenance: on-policy (the learner's own rollouts). Interface: verifier reward (via advantages).
+
+    ``logp_tok [B, T]``: log pi of each generated token under the current policy; ``advantages
+    [B, T]`` (a sequence advantage broadcast over its tokens, or per-token advantages);
+    ``mask [B, T]`` marks real tokens (hint tokens and padding are 0). ``old_logp_tok``: log-probs
+    under the policy that sampled the batch (default: the current one, detached, so ratio = 1 and
+    the gradient is plain REINFORCE). ``clip``: PPO's epsilon; the surrogate is
+    ``min(ratio·A, clip(ratio, 1-eps, 1+eps)·A)``. Tokens are summed per sequence and sequences
+    averaged, so the estimate is unbiased for the sequence-level gradient (no 1/|y| length weighting).
+    """
+    adv = torch.as_tensor(advantages, dtype=logp_tok.dtype)
+    m = torch.as_tensor(mask, dtype=logp_tok.dtype)
+    old = logp_tok.detach() if old_logp_tok is None else torch.as_tensor(old_logp_tok, dtype=logp_tok.dtype)
+    ratio = torch.exp((logp_tok - old) * m)
+    surr = ratio * adv
+    info = {}
+    if clip is not None:
+        clipped = torch.clamp(ratio, 1 - clip, 1 + clip) * adv
+        info["clip_frac"] = float((((ratio - 1).abs() > clip) & (m > 0)).double().sum() / m.sum().clamp(min=1))
+        surr = torch.minimum(surr, clipped)
+    loss = -(surr * m).sum(1).mean()
+    return loss, info
+
+
+# --------------------------------------------------------------------------- exact RL (the twin)
+def _reach_torch(mdp, p: torch.Tensor) -> torch.Tensor:
+    """Differentiable reach ``[S]``: products of pi along the path, one depth level at a time."""
+    parts = [torch.ones(mdp.num_prompts, dtype=p.dtype)]
+    for d in range(1, mdp.horizon):
+        sl = slice(mdp.level_start[d], mdp.level_start[d + 1])
+        par = torch.as_tensor(mdp.parent[sl])
+        prev = torch.cat(parts)                       # reach of every state shallower than d
+        parts.append(prev[par] * p[par, torch.as_tensor(mdp.last_token[sl])])
+    return torch.cat(parts)
+
+
+def exact_rl_loss(mdp, log_probs: torch.Tensor, ref_log_probs=None, rewards=None, *,
+                  beta: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Minus the exact KL-regularised objective ``E[r] - beta·KL(pi || pi_ref)`` over the whole tree.
+
+    Provenance: on-policy in expectation (every trajectory, weighted by its probability; no
+    sampling). Interface: verifier reward. Survey §5.1 (the KL-regularised objective of RLHF/RLVR,
+    an instance of the Eq. 4 template).
+
+    ``mdp`` supplies the tree arrays only. ``rewards [S, V]`` on terminal pairs (default
+    ``mdp.rewards``); ``ref_log_probs [S, V]`` needed when ``beta > 0``. Differentiable through
+    ``log_probs``: reach is a product of probabilities along each path. The gradient equals
+    :func:`exact_policy_gradient` (the Q - V identity).
+    """
+    r = torch.as_tensor(mdp.rewards if rewards is None else rewards, dtype=log_probs.dtype)
+    p = log_probs.exp()
+    reach = _reach_torch(mdp, p) * torch.as_tensor(mdp.prompt_weights[mdp.prompt_of])   # D(x)·reach
+    term = torch.as_tensor(mdp.terminal)
+    reward = (reach[:, None] * p * torch.where(term, r, torch.zeros_like(r))).sum()
+    kl = torch.zeros((), dtype=log_probs.dtype)
+    if beta:
+        if ref_log_probs is None:
+            raise ValueError("beta > 0 needs ref_log_probs (the reference policy's log_probs())")
+        ref = torch.as_tensor(ref_log_probs, dtype=log_probs.dtype)
+        kl = (reach[:, None] * p * (log_probs - ref)).sum()
+    objective = reward - beta * kl
+    return -objective, {"expected_reward": float(reward.detach()), "kl": float(kl.detach()),
+                        "objective": float(objective.detach())}
+
+
+def soft_values(mdp, p: np.ndarray, p_ref: np.ndarray | None, rewards: np.ndarray,
+                beta: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Regularised values of the current policy: ``Q [S, V]``, ``V [S]`` (a backward pass).
+
+    ``Q(s, a) = -beta·log(pi(a|s)/pi_ref(a|s)) + (r(s, a) at a terminal pair, else V(s·a))`` and
+    ``V(s) = sum_a pi(a|s) Q(s, a)``. With ``beta = 0`` and a 0/1 verifier these are the exact
+    success values of :func:`toyenv.success_value` (the ideal process reward, §5.2).
+    """
+    if not beta:
+        return backward_from_probs(mdp, p, np.where(mdp.terminal, rewards, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pen = np.where(p > 0, -beta * (np.log(np.where(p > 0, p, 1)) - np.log(p_ref)), 0.0)
+    Q = np.where(mdp.terminal, rewards, 0.0) + pen
+    V = np.zeros(mdp.num_states)
+    for d in reversed(range(mdp.horizon)):
+        sl = slice(mdp.level_start[d], mdp.level_start[d + 1])
+        ch = mdp.child[sl]
+        Q[sl] += np.where(ch >= 0, V[np.maximum(ch, 0)], 0.0)
+        V[sl] = (p[sl] * Q[sl]).sum(1)
+    return Q, V
+
+
+def exact_policy_gradient(mdp, p: np.ndarray, p_ref: np.ndarray | None = None, rewards=None,
+                          beta: float = 0.0) -> np.ndarray:
+    """Gradient of ``E[r] - beta·KL(pi||pi_ref)`` w.r.t. per-state logits: ``[S, V]``.
+
+    The tabular policy-gradient identity: ``D(x)·reach(s)·pi(a|s)·(Q(s, a) - V(s))`` with the soft
+    values of :func:`soft_values`. Reverse-KL distillation is the case r = 0, beta = 1,
+    pi_ref = teacher. For a policy with shared rows, sum the entries of the states sharing a row.
+    """
+    r = mdp.rewards if rewards is None else np.asarray(rewards, float)
+    Q, V = soft_values(mdp, p, p_ref, r, beta)
+    w = mdp.prompt_weights[mdp.prompt_of] * reach_from_probs(mdp, p)
+    return w[:, None] * p * (Q - V[:, None])
+
+
+def soft_optimum_probs(mdp, p_ref: np.ndarray, rewards=None, beta: float = 0.1) -> np.ndarray:
+    """The KL-regularised optimum pi* ∝ pi_ref·exp(r/beta) at the sequence level, as pi*(a|s) ``[S, V]``.
+
+    A soft backward pass: ``W(s·a) = r(s, a)`` at terminal pairs, else ``beta·log sum_b
+    pi_ref(b|s·a) exp(W(s·a·b)/beta)``; ``pi*(a|s) ∝ pi_ref(a|s)·exp(W(s·a)/beta)``. The value at
+    the root is ``beta·log Z(x)``, the optimal objective (survey §5.1; Rafailov et al. 2023).
+    """
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta!r}; beta -> 0 is the argmax policy")
+    r = mdp.rewards if rewards is None else np.asarray(rewards, float)
+    logit = np.zeros((mdp.num_states, mdp.vocab_size))
+    Vs = np.zeros(mdp.num_states)
+    with np.errstate(divide="ignore"):
+        log_ref = np.log(p_ref)
+    for d in reversed(range(mdp.horizon)):
+        sl = slice(mdp.level_start[d], mdp.level_start[d + 1])
+        ch = mdp.child[sl]
+        W = np.where(ch >= 0, Vs[np.maximum(ch, 0)], r[sl])        # [n, V]
+        logit[sl] = log_ref[sl] + W / beta
+        m = logit[sl].max(1, keepdims=True)
+        Vs[sl] = beta * (m[:, 0] + np.log(np.exp(logit[sl] - m).sum(1)))
+    out = np.exp(logit - logit.max(1, keepdims=True))
+    return out / out.sum(1, keepdims=True)

@@ -1,0 +1,142 @@
+"""One training loop for every method (survey §4-§5): a loss function in, a :class:`Run` out.
+
+Every method in :mod:`toyenv.methods` is "build the batch its loss needs, then call :func:`train`".
+The loop copies the input policy (the input is never changed), runs Adam or SGD on the copy, and
+records, at every step, the loss, the objective's own metrics and a few exact metrics of the
+current policy (success probability, KL to the starting policy and to a reference). Frozen copies
+taken at chosen steps make before/after comparisons and scrubbing through training free.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .exact import kl_per_state, reach_from_probs, success_from_probs
+from .policies import Policy, check_same_world
+
+Objective = Callable[[Policy, torch.Tensor, int, np.random.Generator], tuple]
+
+
+@dataclass(eq=False)
+class Run:
+    """The result of a training run. ``run.policy`` is a trained copy, never the input policy.
+
+    Attributes:
+        policy: the final policy (after ``steps`` updates).
+        snapshots: ``[(step, frozen copy), ...]`` in increasing step order, always holding step 0
+            (the starting policy) and the final step.
+        history: ``{"step": [...], "loss": [...], "success": [...], "kl_to_start": [...], ...}``;
+            every list has one entry per logged step. Row ``t`` describes the policy after ``t``
+            updates (the same policy as ``run.at(t)``) and the loss evaluated on it.
+        method: name of the method, a key of ``toyenv.methods.METHODS`` (e.g. "sft", "rl/grpo").
+        config: the keyword arguments the method was called with.
+    """
+
+    policy: Policy
+    snapshots: list
+    history: dict
+    method: str = ""
+    config: dict = field(default_factory=dict)
+
+    def at(self, step: int) -> Policy:
+        """The snapshot at the largest recorded step ``<= step`` (the start for negative steps)."""
+        i = bisect.bisect_right(self.steps, step) - 1
+        return self.snapshots[max(i, 0)][1]
+
+    @property
+    def steps(self) -> list:
+        """The steps at which snapshots were taken."""
+        return [s for s, _ in self.snapshots]
+
+    def __repr__(self):
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if k != "step" and v}
+        return f"Run({self.method!r}, {len(self.history.get('step', [])) - 1} steps, final {last})"
+
+
+def kl_from_probs(mdp, p: np.ndarray, q: np.ndarray) -> float:
+    """Exact sequence-level KL(p || q), prompt-weighted, by the chain rule (reach of ``p``)."""
+    per = np.bincount(mdp.prompt_of, weights=reach_from_probs(mdp, p) * kl_per_state(p, q),
+                      minlength=mdp.num_prompts)
+    return float(mdp.prompt_weights @ per)
+
+
+def _snapshot_steps(steps: int, snapshot_steps, num_snapshots: int) -> set:
+    if snapshot_steps is None:
+        chosen = np.round(np.linspace(0, steps, max(int(num_snapshots), 2))).astype(int)
+    else:
+        chosen = np.asarray(list(snapshot_steps), dtype=int)
+        if np.any((chosen < 0) | (chosen > steps)):
+            raise ValueError(f"snapshot_steps must lie in [0, steps={steps}], got {sorted(chosen)}")
+    return set(chosen.tolist()) | {0, steps}
+
+
+def train(policy: Policy, objective: Objective, *, steps: int, lr: float, seed: int = 0,
+          snapshot_steps=None, num_snapshots: int = 21, method: str = "", config: dict | None = None,
+          reference: Policy | None = None, optimizer: str = "adam") -> Run:
+    """Minimise ``objective`` on a copy of ``policy`` for ``steps`` updates; return a :class:`Run`.
+
+    Args:
+        policy: the starting policy (tabular or transformer); it is copied, never changed.
+        objective: ``objective(pi, log_probs, step, rng) -> (loss, info)``. ``pi`` is the trainable
+            copy, ``log_probs = pi.log_probs()`` ([S, V], with grad) computed once per step, ``rng``
+            a numpy Generator seeded from ``seed`` (draw batches from it), ``loss`` a torch scalar,
+            ``info`` a dict of floats that is logged.
+        steps: number of optimiser updates. lr: learning rate.
+        seed: seeds ``rng``; the same seed gives the same run.
+        snapshot_steps: steps at which to keep a frozen copy; default ``num_snapshots`` evenly
+            spaced steps. Step 0 and the final step are always kept.
+        reference: if given, ``kl_to_ref`` = exact KL(pi || reference) is logged as well.
+        optimizer: "adam" or "sgd".
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    mdp = policy.mdp
+    if reference is not None:
+        check_same_world(mdp, reference.mdp, "reference policy")
+    keep = _snapshot_steps(int(steps), snapshot_steps, num_snapshots)
+    pi = policy.copy()
+    for prm in pi.parameters():
+        prm.requires_grad_(True)
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(pi.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    p_start = policy.probs()
+    p_ref = None if reference is None else reference.probs()
+    history, snapshots = {"step": []}, []
+    for step in range(int(steps) + 1):             # the last pass only evaluates the final policy
+        log_probs = pi.log_probs()                  # [S, V]
+        loss, info = objective(pi, log_probs, step, rng)
+        p = log_probs.detach().exp().numpy()
+        row = {"loss": float(loss.detach()), **{k: float(v) for k, v in info.items()},
+               "success": float(mdp.prompt_weights @ success_from_probs(mdp, p)),
+               "kl_to_start": kl_from_probs(mdp, p, p_start)}
+        if p_ref is not None:
+            row["kl_to_ref"] = kl_from_probs(mdp, p, p_ref)
+        _log(history, step, row)
+        if step in keep:
+            snapshots.append((step, pi.frozen()))
+        if step == steps:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return Run(pi, snapshots, history, method, dict(config or {}))
+
+
+def _log(history: dict, step: int, row: dict):
+    """Append one row; a metric that appears late is padded with NaN before, a missing one after."""
+    n = len(history["step"])
+    history["step"].append(step)
+    for k, v in row.items():
+        history.setdefault(k, [math.nan] * n).append(v)
+    for k, col in history.items():
+        if len(col) == n:
+            col.append(math.nan)
