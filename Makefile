@@ -22,7 +22,7 @@ lab: install
 	$(VENV)/bin/jupyter lab notebooks
 
 test: install browser-deps
-	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
+	MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
 	    --nbval-lax --nbval-current-env -q
 
 # tests/test_browser.py drives Debian's chromium: installed here when missing (as root, apt-get,
@@ -41,7 +41,7 @@ test-package: install
 	MPLBACKEND=Agg $(PY) -m pytest -n 2 tests -q
 
 bench: install
-	$(PY) tests/benchmarks/bench_exact.py
+	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 notebooks: install
 	$(PY) -m toyenv.build

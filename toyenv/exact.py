@@ -379,7 +379,16 @@ def sample_pairs_from_probs(mdp: TokenMDP, p: np.ndarray, n: int, seed: int = 0,
         x = np.broadcast_to(np.asarray(prompts, dtype=np.int64), (n,)).copy()
         if np.any((x < 0) | (x >= mdp.num_prompts)):
             raise ValueError(f"prompts must be indices in [0, {mdp.num_prompts}), got {prompts!r}")
-    s = mdp.roots[x].copy()
+    return sample_from(mdp, p, mdp.roots[x], rng)
+
+
+def sample_from(mdp: TokenMDP, p: np.ndarray, start, rng: np.random.Generator):
+    """Complete trajectories from given start states ``[B]`` under ``p [S, V]``, as terminal pairs.
+
+    One vectorised step per depth level; ``rng`` is a numpy Generator (the caller's).
+    """
+    s = np.asarray(start, dtype=np.int64).copy()
+    n = len(s)
     out_s, out_a = np.empty(n, np.int64), np.empty(n, np.int64)
     active = np.arange(n)
     cum = np.cumsum(p, axis=1)

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import torch
 
-from .exact import sample_pairs_from_probs
+from .exact import sample_from, sample_pairs_from_probs  # noqa: F401 (sample_from is part of this module's API)
 from .losses import (dpo_loss, exact_rl_loss, group_advantages, loo_advantages,
                      policy_gradient_loss, sft_loss, soft_optimum_probs, soft_values)
 from .policies import Policy, TabularPolicy, as_pairs, check_same_world, sequence_log_prob
@@ -130,30 +130,6 @@ def _token_logp(log_probs, st, ac, mask) -> torch.Tensor:
     """log pi of each path token ``[B, T]`` (0 on padding)."""
     lp = log_probs[torch.as_tensor(np.maximum(st, 0)), torch.as_tensor(np.maximum(ac, 0))]
     return lp * torch.as_tensor(mask, dtype=lp.dtype)
-
-
-def sample_from(mdp, p: np.ndarray, start, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Complete trajectories from given start states ``[B]`` under probabilities ``p [S, V]``.
-
-    Returns terminal pairs. ``rng`` is a numpy Generator (the training loop's).
-    """
-    s = np.asarray(start, dtype=np.int64).copy()
-    n = len(s)
-    out_s, out_a = np.empty(n, np.int64), np.empty(n, np.int64)
-    active = np.arange(n)
-    cum = np.cumsum(p, axis=1)
-    for _ in range(mdp.horizon):
-        if active.size == 0:
-            break
-        st = s[active]
-        u = rng.random(active.size) * cum[st, -1]
-        a = np.minimum((cum[st] <= u[:, None]).sum(1), mdp.vocab_size - 1)
-        nxt = mdp.child[st, a]
-        done = nxt < 0
-        out_s[active[done]], out_a[active[done]] = st[done], a[done]
-        s[active[~done]] = nxt[~done]
-        active = active[~done]
-    return out_s, out_a
 
 
 def _rewards_array(mdp, reward) -> np.ndarray:
