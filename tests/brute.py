@@ -4,7 +4,6 @@ Independent of the tree arrays: it only asks the policy for pi(.|s) through mdp.
 the verifier through mdp.reward, and sums over trajectories as the survey's definitions read.
 """
 import math
-from collections import defaultdict
 
 import numpy as np
 

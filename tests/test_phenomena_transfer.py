@@ -3,10 +3,9 @@ survey §3.3.4, §3.4, §4.4, §5.4). What is asserted is what the toy shows; wh
 does not hold as stated, the test says what holds instead."""
 import numpy as np
 import pytest
-import torch
 
 import toyenv
-from toyenv.distill import after_slip, compare_provenance, distill, mode_scan, teacher_view
+from toyenv.distill import compare_provenance, distill, mode_scan, teacher_view
 from toyenv.fit import base_transformer
 from toyenv.fit import single_thread
 from toyenv.pipeline import (at_matched_gain, family_demos, family_success, family_task,

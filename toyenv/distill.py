@@ -39,6 +39,8 @@ from .train import Run, kl_from_probs, train
 DIVERGENCES = ("forward", "reverse", "jsd")
 TARGETS = ("distribution", "sample")
 
+from .methods import METHODS as _ALL_METHODS  # noqa: E402
+
 METHODS = {
     "distill/off-policy": dict(provenance="off-policy (teacher rollouts)", interface="teacher next-token distributions",
                                survey="§4.4", paper="logit distillation (Hinton et al. 2015); word-level KD (Kim & Rush 2016)"),
@@ -53,6 +55,7 @@ METHODS = {
                           survey="§4.4, §5.4", paper="GKD's student-data fraction λ (Agarwal et al. 2024)"),
 }
 """Labels of the distillation runs (``Run.method``): provenance, interface, survey section, paper."""
+_ALL_METHODS.update(METHODS)   # one table of provenance and interface: toyenv.METHODS
 
 
 # --------------------------------------------------------------------------- pure losses

@@ -8,7 +8,6 @@ every notebook cell that asks for the same world and settings gets a copy of the
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections import OrderedDict
 
@@ -18,28 +17,13 @@ import torch
 from .exact import reach_from_probs
 from .mdp import TokenMDP
 from .policies import Policy, TransformerPolicy, check_same_world
+from .train import single_thread  # noqa: F401 (re-exported)
 from .train import Run, train
 
 FIT_STEPS = 300
 """Default number of Adam updates of :func:`base_transformer`."""
 FIT_LR = 1e-2
 """Default Adam learning rate of :func:`base_transformer`."""
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run torch on one intra-op thread inside the block, then restore the setting.
-
-    The policies here are tiny: splitting their matrix products over threads only adds
-    synchronisation, and on a busy 2-core machine two threads were measured 10-15x slower than one
-    (tests/benchmarks/bench_methods_m2.py).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def fit(policy: Policy, target: Policy, *, steps: int = FIT_STEPS, lr: float = FIT_LR, seed: int = 0,

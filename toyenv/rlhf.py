@@ -29,6 +29,8 @@ from .policies import Policy, TabularPolicy, check_same_world
 
 FEATURES = ("bag", "bag+length", "tabular")
 
+from .methods import METHODS as _ALL_METHODS  # noqa: E402
+
 METHODS = {
     "rlhf": dict(provenance="on-policy", interface="learned reward model (from preferences)", survey="§5.1, §4.2",
                  paper="RLHF (Christiano et al. 2017; Ouyang et al. 2022); over-optimisation (Gao et al. 2023, ref [98])"),
@@ -36,6 +38,7 @@ METHODS = {
                       survey="§5.1", paper="best-of-n sampling (Nakano et al. 2021; Gao et al. 2023)"),
 }
 """Labels of the methods in this module (``Run.method`` of :func:`rlhf` is "rlhf")."""
+_ALL_METHODS.update(METHODS)   # one table of provenance and interface: toyenv.METHODS
 
 
 # --------------------------------------------------------------------------- features

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -75,6 +76,22 @@ def _snapshot_steps(steps: int, snapshot_steps, num_snapshots: int) -> set:
     return set(chosen.tolist()) | {0, steps}
 
 
+@contextmanager
+def single_thread():
+    """Run torch on one intra-op thread inside the block, then restore the setting.
+
+    The policies here are tiny: splitting their matrix products over threads only adds
+    synchronisation, and on a busy 2-core machine two threads were measured 10-15x slower than one
+    (tests/benchmarks/bench_methods_m2.py).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(policy: Policy, objective: Objective, *, steps: int, lr: float, seed: int = 0,
           snapshot_steps=None, num_snapshots: int = 21, method: str = "", config: dict | None = None,
           reference: Policy | None = None, optimizer: str = "adam") -> Run:
@@ -111,23 +128,24 @@ def train(policy: Policy, objective: Objective, *, steps: int, lr: float, seed: 
     p_start = policy.probs()
     p_ref = None if reference is None else reference.probs()
     history, snapshots = {"step": []}, []
-    for step in range(int(steps) + 1):             # the last pass only evaluates the final policy
-        log_probs = pi.log_probs()                  # [S, V]
-        loss, info = objective(pi, log_probs, step, rng)
-        p = log_probs.detach().exp().numpy()
-        row = {"loss": float(loss.detach()), **{k: float(v) for k, v in info.items()},
-               "success": float(mdp.prompt_weights @ success_from_probs(mdp, p)),
-               "kl_to_start": kl_from_probs(mdp, p, p_start)}
-        if p_ref is not None:
-            row["kl_to_ref"] = kl_from_probs(mdp, p, p_ref)
-        _log(history, step, row)
-        if step in keep:
-            snapshots.append((step, pi.frozen()))
-        if step == steps:
-            break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with single_thread():                          # tiny models: extra threads only add overhead
+        for step in range(int(steps) + 1):          # the last pass only evaluates the final policy
+            log_probs = pi.log_probs()                  # [S, V]
+            loss, info = objective(pi, log_probs, step, rng)
+            p = log_probs.detach().exp().numpy()
+            row = {"loss": float(loss.detach()), **{k: float(v) for k, v in info.items()},
+                   "success": float(mdp.prompt_weights @ success_from_probs(mdp, p)),
+                   "kl_to_start": kl_from_probs(mdp, p, p_start)}
+            if p_ref is not None:
+                row["kl_to_ref"] = kl_from_probs(mdp, p, p_ref)
+            _log(history, step, row)
+            if step in keep:
+                snapshots.append((step, pi.frozen()))
+            if step == steps:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return Run(pi, snapshots, history, method, dict(config or {}))
 
 
