@@ -31,6 +31,7 @@ from .rlhf import (RewardModel, bon_kl_bound, bon_policy, bon_probs, overoptimiz
                    rlhf)
 from .pipeline import (Diagnosis, PipelineReport, at_matched_gain, diagnose, family_demos,
                        family_success, family_task, forgetting, forgetting_curve, pipeline)
+from . import estimate  # noqa: E402,F401  sampled estimators and their exact twins (notebook 10)
 
 __all__ = [
     "plot_tree", "plot_occupancy_heatmap", "plot_support_vs_eps", "plot_pass_at_k", "plot_history",

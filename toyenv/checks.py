@@ -40,7 +40,7 @@ import re
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -642,3 +642,11 @@ def check_effective_support(fn):
                 })
     return (f"{len(cases)} cases: ties at eps, zero-weight prompts, the smallest non-zero occupancy "
             "and eps = 1")
+from . import checks_nb07  # noqa: E402,F401
+from . import checks_nb08  # noqa: E402,F401
+from . import checks_nb03  # noqa: E402,F401
+from . import checks_nb04  # noqa: E402,F401
+from . import checks_nb10  # noqa: E402,F401
+from . import checks_nb09  # noqa: E402,F401
+from . import checks_nb05  # noqa: E402,F401
+from . import checks_nb06  # noqa: E402,F401

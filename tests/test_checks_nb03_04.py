@@ -1,0 +1,295 @@
+"""The checks of notebooks 03 and 04: a right answer passes, a stub is "not attempted", and each
+typical mistake gets its own hint.
+
+The wrong answers are written the way a learner would write them (loops over demonstrations,
+torch or numpy on the given arrays), not with the checks' variant functions, so each hint is tested
+against code that really produces it.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import toyenv
+from toyenv import checks
+from toyenv.checks_nb03 import _demo_cases, token_targets_variant
+from toyenv.methods import token_targets
+
+
+def run(id, fn):
+    return checks.check(id, fn, quiet=True)
+
+
+def failed_with(id, fn, hint):
+    res = run(id, fn)
+    assert res.status == "failed" and hint in res.message, res.message
+    return res
+
+
+# ------------------------------------------------------------------------------ right answers
+def sft_token_targets(mdp, demos, *, per="demo", start=0, stop=0, weigh=False, prompt=None, after=False):
+    c = np.zeros((mdp.num_states, mdp.vocab_size))
+    total = sum(len(t) for _, t in demos)
+    for x, tokens in demos:
+        w = {"demo": 1 / len(demos), "count": 1.0, "length": 1 / (len(demos) * len(tokens)),
+             "tokens": 1 / total}[per]
+        if weigh:
+            w *= mdp.prompt_weights[x]
+        for t in range(start, len(tokens) - stop):
+            s = mdp.state_index(x if prompt is None else prompt, tokens[: t + 1] if after else tokens[:t])
+            c[s, tokens[t]] += w
+    return c
+
+
+def expanded_set(occ_before, occ_after, eps):
+    return (occ_after.sa >= eps) & (occ_before.sa < eps)
+
+
+def dpo_loss_fn(logp_w, logp_l, ref_logp_w, ref_logp_l, beta):
+    margin = beta * ((logp_w - ref_logp_w) - (logp_l - ref_logp_l))
+    return -F.logsigmoid(margin).mean()
+
+
+def implicit_reward(mdp, traj_probs, ref_traj_probs, beta):
+    out = np.zeros((mdp.num_states, mdp.vocab_size))
+    T = mdp.terminal
+    out[T] = beta * np.log(traj_probs[T] / ref_traj_probs[T])
+    return out
+
+
+RIGHT = {"03.1": sft_token_targets, "03.2": expanded_set, "04.1": dpo_loss_fn, "04.2": implicit_reward}
+
+
+def stub(*args, **kwargs):
+    # YOUR CODE HERE
+    raise NotImplementedError("exercise: replace these lines with your code")
+
+
+def test_registered_for_the_right_notebooks():
+    assert checks.exercises_of("03_sft_support_expansion") == ["03.1", "03.2"]
+    assert checks.exercises_of("04_preference_optimization") == ["04.1", "04.2"]
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_right_answer_passes_with_one_line(id, capsys):
+    res = checks.check(id, RIGHT[id])
+    out = capsys.readouterr().out
+    assert res.status == "passed", res.message
+    assert out == res.line() + "\n"
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_stub_is_not_attempted(id):
+    res = run(id, stub)
+    assert res.status == "not attempted"
+    assert "not implemented yet" in res.message and len(res.message) > 80
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_exception_and_missing_return_become_hints(id):
+    res = run(id, lambda *a: {}["oops"])
+    assert res.status == "failed" and "your function raised KeyError" in res.message
+    res = run(id, lambda *a: None)
+    assert res.status == "failed" and "forget to `return`" in res.message
+
+
+def test_reference_variants_are_the_package():
+    """The checks' reference answers are the package's functions."""
+    for case in _demo_cases():
+        mdp, demos = case.args
+        np.testing.assert_allclose(token_targets_variant(mdp, demos), token_targets(mdp, *mdp.encode(demos)),
+                                   atol=1e-15)
+    g = torch.Generator().manual_seed(0)
+    lw, ll, rw, rl = (torch.randn(7, generator=g, dtype=torch.float64) for _ in range(4))
+    from toyenv.checks_nb04 import dpo_variant
+    from toyenv.losses import dpo_loss
+    assert dpo_variant(lw, ll, rw, rl, 0.3) == pytest.approx(float(dpo_loss(lw, ll, rw, rl, beta=0.3)[0]), abs=1e-14)
+
+
+def test_other_answer_types_pass():
+    assert run("03.1", lambda mdp, demos: torch.as_tensor(sft_token_targets(mdp, demos))).passed
+    assert run("03.2", lambda b, a, e: ((a.sa >= e) & (b.sa < e)).astype(int)).passed
+    assert run("04.1", lambda *a: float(dpo_loss_fn(*a))).passed
+    assert run("04.1", lambda lw, ll, rw, rl, beta: F.softplus(-beta * ((lw - rw) - (ll - rl))).mean()).passed
+
+    def where_style(mdp, traj, ref, beta):                    # np.where evaluates the log everywhere
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(mdp.terminal, beta * np.log(traj / ref), 0.0)
+    assert run("04.2", where_style).passed
+
+
+# ------------------------------------------------------------------------------ 03.1 hints
+def _tt(**kw):
+    return lambda mdp, demos: sft_token_targets(mdp, demos, **kw)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_tt(per="count"), "you did not divide by the number of demonstrations N"),
+    (_tt(per="length"), "the occupancy weighting of Eq. 2"),
+    (_tt(per="tokens"), "you divided by the total number of tokens"),
+    (_tt(stop=1), "you skipped the last token of each demonstration"),
+    (_tt(start=1), "you skipped the first token"),
+    (_tt(weigh=True), "you multiplied by the prompt weight D(x)"),
+    (_tt(prompt=0), "you used the states of prompt 0"),
+])
+def test_token_target_hints(wrong, hint):
+    res = failed_with("03.1", wrong, hint)
+    assert "; and " not in res.message                # a single mistake is named alone
+
+
+def test_token_targets_only_last_token():
+    def last_only(mdp, demos):
+        c = np.zeros((mdp.num_states, mdp.vocab_size))
+        s, a = mdp.encode(demos)
+        np.add.at(c, (s, a), 1 / len(demos))
+        return c
+    failed_with("03.1", last_only, "you counted only the last token")
+
+
+def test_token_targets_two_mistakes_are_both_named():
+    res = failed_with("03.1", _tt(per="count", stop=1), "divide by the number of demonstrations")
+    assert "skipped the last token" in res.message and "; and " in res.message
+
+
+def test_token_targets_state_after_the_token_gets_the_lookup_hint():
+    res = failed_with("03.1", _tt(after=True), "raised ValueError")
+    assert "mdp.state_index(x, tokens[:t])" in res.message
+
+
+def test_token_targets_unknown_mistake_reports_the_sum():
+    def extra(mdp, demos):
+        c = sft_token_targets(mdp, demos)
+        c[0, 0] += 0.5
+        return c
+    res = failed_with("03.1", extra, "the mean demonstration length")
+    assert "sum to" in res.message and "token 'a'" in res.message
+
+
+# ------------------------------------------------------------------------------ 03.2 hints
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda b, a, e: a.sa >= e, "you returned E_eps(after)"),
+    (lambda b, a, e: (b.sa >= e) & (a.sa < e), "you returned the attrited set (Eq. 8)"),
+    (lambda b, a, e: (b.sa >= e) != (a.sa >= e), "expanded and attrited together"),
+    (lambda b, a, e: (b.sa >= e) & (a.sa >= e), "the shared support C_eps (Eq. 7)"),
+    (lambda b, a, e: b.sa < e, "without asking that they are in E_eps(after)"),
+    (lambda b, a, e: (a.sa > e) & (b.sa < e), "use d_after >= eps, not >"),
+    (lambda b, a, e: (a.sa >= e) & (b.sa <= e), "use d_before < eps, not <="),
+    (lambda b, a, e: (a.sa > e) & (b.sa <= e), "both comparisons are off at eps"),
+    (lambda b, a, e: a.sa - b.sa >= e, "you thresholded the change"),
+    (lambda b, a, e: (a.probs >= e) & (b.probs < e), "the action availability alone"),
+    (lambda b, a, e: np.repeat(((a.s >= e) & (b.s < e))[:, None], a.sa.shape[1], 1), "state occupancies d(s)"),
+    (lambda b, a, e: int(((a.sa >= e) & (b.sa < e)).sum()), "not its size"),
+])
+def test_expanded_set_hints(wrong, hint):
+    failed_with("03.2", wrong, hint)
+
+
+def test_expanded_set_unknown_mistake_names_the_pair_and_occupancies():
+    def off_by_one_pair(b, a, e):
+        m = (a.sa >= e) & (b.sa < e)
+        m[0, 0] = ~m[0, 0]
+        return m
+    res = failed_with("03.2", off_by_one_pair, "differs at 1 of")
+    assert "d_before = " in res.message and "d_after = " in res.message
+
+
+# ------------------------------------------------------------------------------ 04.1 hints
+def _dpo(margin="right", loss="nll", reduce="mean"):
+    def f(lw, ll, rw, rl, beta):
+        m = {"right": beta * ((lw - rw) - (ll - rl)), "no-ref": beta * (lw - ll),
+             "flipped": beta * ((ll - rl) - (lw - rw)), "no-beta": (lw - rw) - (ll - rl),
+             "over-beta": ((lw - rw) - (ll - rl)) / beta, "plus-ref": beta * ((lw + rw) - (ll + rl)),
+             "ratio-flipped": beta * ((rw - lw) - (rl - ll))}[margin]
+        per = {"nll": -F.logsigmoid(m), "no-minus": F.logsigmoid(m), "prob": torch.sigmoid(m),
+               "one-minus": 1 - torch.sigmoid(m)}[loss]
+        return {"mean": per.mean(), "sum": per.sum(), "none": per}[reduce]
+    return f
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_dpo(margin="no-ref"), "you left out the reference"),
+    (_dpo(margin="flipped"), "your margin has the wrong sign"),
+    (_dpo(margin="ratio-flipped"), "your margin has the wrong sign"),
+    (_dpo(margin="no-beta"), "you left out beta"),
+    (_dpo(margin="over-beta"), "you divided by beta"),
+    (_dpo(margin="plus-ref"), "you added the reference log-probs"),
+    (_dpo(loss="no-minus"), "DPO minimises its negative"),
+    (_dpo(loss="prob"), "you used sigmoid(margin) itself"),
+    (_dpo(loss="one-minus"), "you used 1 - sigmoid(margin)"),
+    (_dpo(reduce="sum"), "you summed over the pairs"),
+    (_dpo(reduce="none"), "return one number, the mean over pairs"),
+])
+def test_dpo_hints(wrong, hint):
+    res = failed_with("04.1", wrong, hint)
+    assert "; and " not in res.message
+
+
+def test_dpo_two_mistakes_are_both_named():
+    res = failed_with("04.1", _dpo(margin="no-beta", reduce="sum"), "you left out beta")
+    assert "you summed over the pairs" in res.message
+
+
+def test_dpo_naive_log_sigmoid_overflow_is_explained():
+    res = failed_with("04.1", lambda lw, ll, rw, rl, beta: -torch.log(torch.sigmoid(beta * ((lw - rw) - (ll - rl)))).mean(),
+                      "overflows")
+    assert "logsigmoid" in res.message and "+800 and -800" in res.message
+    # the naive formula is right on ordinary margins: only the large-margin case fails
+    assert "B = 6" not in res.message
+
+
+def test_dpo_loss_at_the_reference_is_log2_in_the_check_case():
+    from toyenv.checks_nb04 import _dpo_cases, dpo_variant
+    lw, ll, rw, rl, beta = _dpo_cases()[1].args
+    assert dpo_variant(lw.numpy(), ll.numpy(), rw.numpy(), rl.numpy(), beta) == pytest.approx(math.log(2), abs=1e-15)
+
+
+# ------------------------------------------------------------------------------ 04.2 hints
+def _ir(kind):
+    def f(mdp, traj, ref, beta):
+        out = np.zeros((mdp.num_states, mdp.vocab_size))
+        T = mdp.terminal
+        t, r = traj[T], ref[T]
+        out[T] = {"inverted": beta * np.log(r / t), "no-beta": np.log(t / r), "over-beta": np.log(t / r) / beta,
+                  "difference": beta * (t - r), "log10": beta * np.log10(t / r), "log2": beta * np.log2(t / r),
+                  "weighted": beta * np.log(t / r) * mdp.prompt_weights[mdp.prompt_of[np.nonzero(T)[0]]],
+                  "ratio": beta * t / r}[kind]
+        return out
+    return f
+
+
+@pytest.mark.parametrize("kind, hint", [
+    ("inverted", "your ratio is upside down"),
+    ("no-beta", "you left out beta"),
+    ("over-beta", "you divided by beta"),
+    ("difference", "beta * (pi - pi_ref)"),
+    ("log10", "you used log10"),
+    ("log2", "you used log2"),
+    ("weighted", "you multiplied by D(x)"),
+    ("ratio", "take the logarithm of the ratio"),
+])
+def test_implicit_reward_hints(kind, hint):
+    failed_with("04.2", _ir(kind), hint)
+
+
+def test_implicit_reward_nan_off_the_terminal_pairs_is_explained():
+    def everywhere(mdp, traj, ref, beta):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return beta * np.log(traj / ref)
+    res = failed_with("04.2", everywhere, "compute the log only where mdp.terminal")
+    assert "pairs that end no trajectory" in res.message
+
+
+def test_implicit_reward_one_dimensional_answer_gets_the_shape():
+    res = failed_with("04.2", lambda mdp, t, r, b: b * np.log(t[mdp.terminal] / r[mdp.terminal]), "has shape (320,)")
+    assert "(104, 4)" in res.message
+
+
+def test_checks_do_not_change_the_learners_inputs_between_cases():
+    def writes(mdp, traj, ref, beta):
+        out = implicit_reward(mdp, traj, ref, beta)
+        traj[:] = 0.0
+        return out
+    assert run("04.2", writes).passed
+    assert isinstance(toyenv.make("many-paths"), toyenv.TokenMDP)

@@ -1,0 +1,257 @@
+"""The exercise checks of notebooks 05 and 06: a right answer passes, a stub is "not attempted",
+each typical mistake gets its own hint, and the notebooks' solutions pass while their learner
+editions are not attempted.
+
+The wrong solutions are written the way a learner would write them (plain NumPy), not with the
+checks' variant functions, so each hint is tested against code that really produces it.
+"""
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import toyenv
+from toyenv import checks
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STEMS = {"05": "05_onpolicy_rl_reshaping", "06": "06_guided_rl_and_hybrids"}
+
+
+# ------------------------------------------------------------------------------ right answers
+def grpo_advantages(rewards):
+    r = np.asarray(rewards, dtype=float)
+    mean, std = r.mean(1, keepdims=True), r.std(1, keepdims=True)
+    return np.where(std > 0, (r - mean) / np.where(std > 0, std, 1.0), 0.0)
+
+
+def grpo_advantages_eps(rewards):
+    """GRPO as the papers write it, with a small constant in the denominator: also right."""
+    r = np.asarray(rewards, dtype=float)
+    return (r - r.mean(1, keepdims=True)) / (r.std(1, keepdims=True) + 1e-8)
+
+
+def kl_optimal_success(p, beta):
+    w = p * np.exp(1.0 / beta)
+    return w / (w + 1.0 - p)
+
+
+def kl_optimal_success_stable(p, beta):
+    """The same number through the logistic function: also right."""
+    p = np.asarray(p, dtype=float)
+    with np.errstate(divide="ignore"):
+        logit = np.log(p) - np.log1p(-p) + 1.0 / beta
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def pass_at_k_from_success(success, weights, ks):
+    return np.array([np.sum(weights * (1 - (1 - success) ** k)) for k in ks])
+
+
+def process_advantages(mdp, V, prompt_index, tokens):
+    out = []
+    for t in range(len(tokens)):
+        before = V[mdp.state_index(prompt_index, tokens[:t])]
+        after = V[mdp.state_index(prompt_index, tokens[:t + 1])] if t + 1 < len(tokens) else \
+            mdp.reward(prompt_index, tokens)
+        out.append(after - before)
+    return np.array(out)
+
+
+def informative_fraction(p_bare, p_hinted, hint_prob, group_size):
+    p = (1 - hint_prob) * p_bare + hint_prob * p_hinted
+    return 1 - p ** group_size - (1 - p) ** group_size
+
+
+RIGHT = {"05.1": grpo_advantages, "05.2": kl_optimal_success, "05.3": pass_at_k_from_success,
+         "06.1": process_advantages, "06.2": informative_fraction}
+
+
+def stub(*args, **kwargs):
+    # YOUR CODE HERE
+    raise NotImplementedError("exercise: replace these lines with your code")
+
+
+def run(id, fn):
+    return checks.check(id, fn, quiet=True)
+
+
+def assert_hint(id, fn, hint):
+    res = run(id, fn)
+    assert res.status == "failed", res.line()
+    assert hint in res.message, res.line()
+
+
+# ------------------------------------------------------------------------------ every check
+def test_registered_for_the_notebooks():
+    for id in RIGHT:
+        assert checks.EXERCISES[id]["notebook"] == STEMS[id[:2]]
+    assert checks.exercises_of(STEMS["05"]) == ["05.1", "05.2", "05.3"]
+    assert checks.exercises_of(STEMS["06"]) == ["06.1", "06.2"]
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_right_answer_passes(id, capsys):
+    res = checks.check(id, RIGHT[id])
+    assert res.status == "passed", res.line()
+    assert capsys.readouterr().out.strip() == res.line()
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_stub_is_not_attempted(id):
+    res = run(id, stub)
+    assert res.status == "not attempted" and "not implemented yet" in res.message
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_exception_and_missing_return_become_hints(id):
+    def boom(*args):
+        raise KeyError("oops")
+
+    res = run(id, boom)
+    assert res.status == "failed" and "KeyError" in res.message
+    res = run(id, lambda *args: None)
+    assert res.status == "failed" and "return" in res.message
+
+
+@pytest.mark.parametrize("fn", [grpo_advantages_eps, kl_optimal_success_stable])
+def test_other_right_forms_pass(fn):
+    id = "05.1" if fn is grpo_advantages_eps else "05.2"
+    assert run(id, fn).passed
+
+
+def test_torch_and_list_answers_pass():
+    import torch
+    assert run("05.1", lambda r: torch.as_tensor(grpo_advantages(r))).passed
+    assert run("06.1", lambda *a: list(process_advantages(*a))).passed
+
+
+# ------------------------------------------------------------------------------ 05.1 hints
+def _adv(rewards, *, ddof=0, center="group", scale="group", nan=False):
+    r = np.asarray(rewards, dtype=float)
+    c = {"group": r - r.mean(1, keepdims=True), "batch": r - r.mean(), "none": r,
+         "loo": r - (r.sum(1, keepdims=True) - r) / (r.shape[1] - 1)}[center]
+    sd = {"group": r.std(1, ddof=ddof, keepdims=True), "batch": r.std(ddof=ddof), "none": 1.0}[scale]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = c / sd
+    if not nan:
+        out = np.where(np.broadcast_to(sd, r.shape) > 0, out, 0.0)
+    return out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda r: _adv(r, ddof=1), "ddof=1"),
+    (lambda r: _adv(r, scale="none"), "did not divide by the group's standard deviation"),
+    (lambda r: _adv(r, center="none"), "did not subtract the group mean"),
+    (lambda r: _adv(r, center="batch", scale="batch"), "mean and std of the whole batch"),
+    (lambda r: _adv(r, center="loo"), "leave-one-out"),
+    (lambda r: -grpo_advantages(r), "wrong sign"),
+    (lambda r: _adv(r, nan=True), "0/0"),
+    (lambda r: np.where(np.asarray(r).std(1, keepdims=True) > 0, grpo_advantages(r), 1.0),
+     "must get advantage 0"),
+])
+def test_grpo_hints(wrong, hint):
+    assert_hint("05.1", wrong, hint)
+
+
+def test_grpo_flat_output_names_the_shape():
+    res = run("05.1", lambda r: grpo_advantages(r).ravel())
+    assert res.status == "failed" and "shape" in res.message
+
+
+# ------------------------------------------------------------------------------ 05.2 hints
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda p, b: p * np.exp(b) / (p * np.exp(b) + 1 - p), "you used e^beta"),
+    (lambda p, b: p * np.exp(-1 / b) / (p * np.exp(-1 / b) + 1 - p), "not down-weighted"),
+    (lambda p, b: p * np.exp(1 / b), "you did not normalise"),
+    (lambda p, b: p * np.exp(1 / b) / (p * np.exp(1 / b) + 1), "carry mass 1 - p"),
+    (lambda p, b: b * np.log(p * np.exp(1 / b) + 1 - p), "beta log Z"),
+])
+def test_kl_optimum_hints(wrong, hint):
+    assert_hint("05.2", wrong, hint)
+
+
+# ------------------------------------------------------------------------------ 05.3 hints
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda s, w, ks: np.array([np.mean(1 - (1 - s) ** k) for k in ks]), "without the prompt weights"),
+    (lambda s, w, ks: np.array([1 - (1 - np.sum(w * s)) ** k for k in ks]), "averaged the success probabilities first"),
+    (lambda s, w, ks: np.array([np.sum(w * (1 - s) ** k) for k in ks]), "all k samples fail"),
+    (lambda s, w, ks: np.array([np.sum(w * s ** k) for k in ks]), "all k samples are correct"),
+    (lambda s, w, ks: np.array([np.sum(w * k * s) for k in ks]), "union bound"),
+    (lambda s, w, ks: 1 - (1 - np.asarray(s)[:, None]) ** np.asarray(ks)[None, :], "one row per prompt"),
+])
+def test_pass_at_k_hints(wrong, hint):
+    assert_hint("05.3", wrong, hint)
+
+
+# ------------------------------------------------------------------------------ 06.1 hints
+def _proc(mdp, V, x, tokens, *, last=None, flip=False, baseline=True):
+    vals = [V[mdp.state_index(x, tokens[:t])] for t in range(len(tokens))]
+    nxt = vals[1:] + [mdp.reward(x, tokens) if last is None else last]
+    out = np.array(nxt) - (np.array(vals) if baseline else 0.0)
+    return -out if flip else out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda m, V, x, t: _proc(m, V, x, t, flip=True), "wrong sign"),
+    (lambda m, V, x, t: _proc(m, V, x, t, last=0.0), "(you used 0)"),
+    (lambda m, V, x, t: np.full(len(t), m.reward(x, t) - V[m.state_index(x, ())]), "outcome advantage"),
+    (lambda m, V, x, t: _proc(m, V, x, t, baseline=False), "without the baseline"),
+    (lambda m, V, x, t: m.reward(x, t) - V[m.state_index(x, ())], "telescopes"),
+    (lambda m, V, x, t: _proc(m, V, x, t)[:-1], "the last token gets one too"),
+])
+def test_process_advantage_hints(wrong, hint):
+    assert_hint("06.1", wrong, hint)
+
+
+def test_process_advantage_state_after_the_token_is_a_named_exception():
+    def after(mdp, V, x, tokens):        # looks up the state *after* each token: fails at the end
+        return np.array([V[mdp.state_index(x, tokens[:t + 1])] for t in range(len(tokens))])
+    res = run("06.1", after)
+    assert res.status == "failed" and "raised" in res.message and "on hidden-path" in res.message
+
+
+# ------------------------------------------------------------------------------ 06.2 hints
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda pb, ph, q, K: 1 - (1 - ((1 - q) * pb + q * ph)) ** K, "at least one success"),
+    (lambda pb, ph, q, K: (1 - q) * (1 - pb ** K - (1 - pb) ** K) + q * (1 - ph ** K - (1 - ph) ** K),
+     "once per group"),
+    (lambda pb, ph, q, K: 1 - ph ** K - (1 - ph) ** K, "only the hinted success probability"),
+    (lambda pb, ph, q, K: ((1 - q) * pb + q * ph) ** K + (1 - (1 - q) * pb - q * ph) ** K, "zero variance"),
+    (lambda pb, ph, q, K: informative_fraction(ph, pb, q, K), "swapped the weights"),
+])
+def test_informative_fraction_hints(wrong, hint):
+    assert_hint("06.2", wrong, hint)
+
+
+# ------------------------------------------------------------------------------ the notebooks
+def _exercise_functions(path):
+    """Execute only the exercise cells of a notebook; return their namespace and the function each
+    check cell passes to its check."""
+    nb = json.loads(path.read_text())
+    ns = {"np": np, "toyenv": toyenv}
+    checked = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"])
+        if "### BEGIN SOLUTION" in src or "YOUR CODE HERE" in src:
+            exec(compile(src, str(path), "exec"), ns)      # noqa: S102 - test code reading our notebook
+        for id, name in re.findall(r"check\(\"(\d\d\.\d+)\", (\w+)\)", src):
+            checked[id] = name
+    return ns, checked
+
+
+@pytest.mark.parametrize("stem", sorted(STEMS.values()))
+def test_notebook_solutions_pass_and_learner_stubs_are_not_attempted(stem):
+    ids = checks.exercises_of(stem)
+    for edition, want in (("solutions", "passed"), ("notebooks", "not attempted")):
+        path = ROOT / edition / f"{stem}.ipynb"
+        if not path.exists():
+            pytest.skip(f"{path} not built yet")
+        ns, checked = _exercise_functions(path)
+        assert sorted(checked) == ids, f"{path} must check exactly the exercises {ids}"
+        for id in ids:
+            res = run(id, ns[checked[id]])
+            assert res.status == want, (edition, id, res.line())

@@ -1,0 +1,277 @@
+"""The checks of notebooks 09 and 10: a right answer passes, a stub is "not attempted", each typical
+mistake gets its own hint, nothing escapes as a traceback. Wrong answers are written the way a learner
+would write them."""
+import math
+
+import numpy as np
+import pytest
+
+from toyenv import checks
+from toyenv.checks_nb09 import LABELS, _build, dominant_role
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    from toyenv.fit import single_thread
+    with single_thread():
+        yield
+
+
+def run(id, fn):
+    return checks.check(id, fn, quiet=True)
+
+
+def stub(*args, **kwargs):
+    # YOUR CODE HERE
+    raise NotImplementedError("exercise: replace these lines with your code")
+
+
+# ------------------------------------------------------------------------------ right answers
+def answers():
+    return {k: dominant_role(dg) for k, dg in _build()["diagnoses"].items()}
+
+
+def rule(dg):
+    e = dg.evidence
+    if e.get("retention", 0.0) >= 0.9:
+        return "consolidation"
+    if dg.attrition_risk == "high":
+        return "attrition"
+    if dg.role == "no change":
+        return "no change"
+    return "expansion" if e["expanded_mass"] > e["reshaped_mass"] else "reshaping"
+
+
+def samples_needed(eps, confidence):
+    return math.ceil(math.log(1 - confidence) / math.log(1 - eps))
+
+
+def empirical_occupancy(mdp, states, actions, *, eta=lambda mdp, s, a: 1 / mdp.length[s, a], by_n=True,
+                        weigh=False, per_prompt=False, last_only=False, dedupe=False):
+    pairs = list(zip(states, actions))
+    if dedupe:
+        pairs = sorted(set(pairs))
+    n = len(pairs)
+    counts = np.bincount([mdp.prompt_of[s] for s, _ in pairs], minlength=mdp.num_prompts)
+    d = np.zeros((mdp.num_states, mdp.vocab_size))
+    for s, a in pairs:
+        w = eta(mdp, s, a)
+        if by_n:
+            w /= counts[mdp.prompt_of[s]] if per_prompt else n
+        if weigh:
+            w *= mdp.prompt_weights[mdp.prompt_of[s]]
+        while s >= 0:
+            d[s, a] += w
+            if last_only:
+                break
+            s, a = mdp.parent[s], mdp.last_token[s]
+    return d
+
+
+def pass_at_k_unbiased(n, c, k):
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+RIGHT = {"09.1": lambda: answers(), "09.2": rule, "10.1": samples_needed, "10.2": empirical_occupancy,
+         "10.3": pass_at_k_unbiased}
+
+
+def test_registered_for_the_right_notebooks():
+    assert checks.exercises_of("09_pipelines_and_diagnosis") == ["09.1", "09.2"]
+    assert checks.exercises_of("10_from_exact_to_sampled") == ["10.1", "10.2", "10.3"]
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_right_answer_passes(id, capsys):
+    res = checks.check(id, RIGHT[id])
+    out = capsys.readouterr().out
+    assert res.status == "passed", res.message
+    assert out == res.line() + "\n"
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_stub_is_not_attempted(id):
+    res = run(id, stub)
+    assert res.status == "not attempted" and "not implemented yet" in res.message and len(res.message) > 60
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_learner_exception_becomes_a_hint(id):
+    res = run(id, lambda *a, **k: {}["oops"])
+    assert res.status == "failed" and "your function raised KeyError" in res.message
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_forgot_return(id):
+    res = run(id, lambda *a, **k: None)
+    assert res.status == "failed" and ("forget to `return`" in res.message or "not a NoneType" in res.message), res.message
+
+
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_a_result_instead_of_a_function(id):
+    assert "pass your function itself" in run(id, 42).message
+
+
+# ------------------------------------------------------------------------------ 09.1
+def _with(**changes):
+    out = answers()
+    out.update(changes)
+    return lambda: out
+
+
+def _letter(what):
+    return {w: k for k, w in _build()["what"].items()}[what]
+
+
+@pytest.mark.parametrize("what, label, hint", [
+    ("rl-many-paths-shared", "reshaping", "mean success rose 0.23 -> 0.75, which hides the loss"),
+    ("rl-many-paths-shared", "reshaping", "pass@256 fell 1.00 -> 0.79"),
+    ("rlhf-two-skills", "expansion", "but only 0.000 of it leads to success"),
+    ("distill-scaffold", "reshaping", "keeps 100% of its success without the teacher's hint"),
+    ("distill-scaffold-10-steps", "consolidation", "keeps only 19% of its success"),
+    ("rl-many-paths-per-state", "attrition", "attrition risk is 'moderate', not 'high'"),
+    ("sft-hidden-path", "reshaping", "expanded mass 0.825 vs reshaped mass 0.219"),
+    ("sft-hidden-path", "consolidation", "had no teacher"),
+    ("guided-rl-hidden-path", "reshaping", "4 correct answers entered the support"),
+])
+def test_mystery_label_hints_point_at_the_evidence(what, label, hint):
+    k = _letter(what)
+    res = run("09.1", _with(**{k: label}))
+    assert res.status == "failed" and f"run {k}" in res.message and hint in res.message, res.message
+
+
+def test_mystery_label_format_hints():
+    good = answers()
+    assert run("09.1", lambda: {k.lower(): v.upper() + "-dominant" for k, v in good.items()}).passed   # lenient
+    assert "no label for run(s) A" in run("09.1", lambda: {k: v for k, v in good.items() if k != "A"}).message
+    assert "there is no run H" in run("09.1", lambda: {**good, "H": "expansion"}).message
+    assert "is not one of the labels" in run("09.1", lambda: {**good, "A": "forgetting"}).message
+    assert "return a dict" in run("09.1", lambda: list(good.values())).message
+    res = run("09.1", lambda: {k: "reshaping" for k in good})
+    assert res.status == "failed" and "labels are wrong" in res.message
+
+
+# ------------------------------------------------------------------------------ 09.2
+def _rule(**flags):
+    def f(dg):
+        e = dg.evidence
+        masses = "expansion" if e["expanded_mass"] > e["reshaped_mass"] else "reshaping"
+        if flags.get("role_only") and dg.role in ("expansion-dominant", "reshaping-dominant", "mixed"):
+            masses = "expansion" if dg.role == "expansion-dominant" else "reshaping"
+        if flags.get("any_teacher") and "retention" in e:
+            return "consolidation"
+        if not flags.get("no_teacher") and e.get("retention", 0) >= 0.9:
+            return "consolidation"
+        if flags.get("expansion_first") and dg.role != "no change" and masses == "expansion":
+            return "expansion"
+        if not flags.get("never_attrition") and (dg.attrition_risk == "high" or
+                                                 (flags.get("moderate") and dg.attrition_risk == "moderate")):
+            return "attrition"
+        if dg.role == "no change":
+            return "reshaping" if flags.get("no_change_reshaping") else "no change"
+        return masses
+    return f
+
+
+@pytest.mark.parametrize("flags, hint", [
+    (dict(no_teacher=True), "you ignored the teacher"),
+    (dict(any_teacher=True), "a teacher alone does not make consolidation"),
+    (dict(expansion_first=True), "you checked the masses before the attrition risk"),
+    (dict(never_attrition=True), "you never return 'attrition'"),
+    (dict(moderate=True), "only dg.attrition_risk == 'high' is attrition"),
+    (dict(role_only=True), "for a 'mixed' role compare the masses"),
+    (dict(no_change_reshaping=True), "return 'no change'"),
+])
+def test_rule_hints(flags, hint):
+    res = run("09.2", _rule(**flags))
+    assert res.status == "failed" and hint in res.message, res.message
+
+
+def test_rule_returning_the_role_string_is_named():
+    res = run("09.2", lambda dg: dg.role)
+    assert res.status == "failed" and "the diagnosis's role string" in res.message
+    res = run("09.2", lambda dg: 3)
+    assert res.status == "failed" and "return a label" in res.message
+
+
+def test_reference_rule_gives_the_four_labels_on_the_mystery_runs():
+    assert set(answers().values()) == set(LABELS)
+
+
+# ------------------------------------------------------------------------------ 10.1
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda e, c: math.ceil(-math.log(1 - c) / e), "you used the approximation"),
+    (lambda e, c: math.ceil(math.log(c) / math.log(1 - e)), "you used ln(c)"),
+    (lambda e, c: math.floor(math.log(1 - c) / math.log(1 - e)), "you rounded down"),
+    (lambda e, c: int(math.log(1 - c) / math.log(1 - e)), "you rounded down"),
+    (lambda e, c: math.log(1 - c) / math.log(1 - e), "samples come in whole numbers"),
+    (lambda e, c: math.ceil(3 / e), "rule of three"),
+    (lambda e, c: next(k for k in range(1, 10**7) if 1 - (1 - e) ** k > c), "confidence exactly c is enough"),
+])
+def test_samples_needed_hints(wrong, hint):
+    res = run("10.1", wrong)
+    assert res.status == "failed" and hint in res.message, res.message
+
+
+def test_samples_needed_loop_solution_passes():
+    def by_loop(eps, c):
+        k = 1
+        while 1 - (1 - eps) ** k < c:
+            k += 1
+        return k
+    assert run("10.1", lambda e, c: by_loop(e, c) if e > 1e-3 else samples_needed(e, c)).passed
+    assert run("10.1", lambda e, c: float(samples_needed(e, c))).passed
+
+
+# ------------------------------------------------------------------------------ 10.2
+def _emp(**kw):
+    return lambda mdp, s, a: empirical_occupancy(mdp, s, a, **kw)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_emp(weigh=True), "you multiplied by D(x)"),
+    (_emp(eta=lambda mdp, s, a: 1.0), "instead of 1/(n T(y))"),
+    (_emp(by_n=False), "you did not divide by n"),
+    (_emp(per_prompt=True), "divided by the number of samples of each prompt"),
+    (_emp(eta=lambda mdp, s, a: 1 / mdp.horizon), "divided by the horizon T"),
+    (_emp(last_only=True), "you credited only the last step"),
+    (_emp(dedupe=True), "a completion that was sampled twice counts twice"),
+])
+def test_empirical_occupancy_hints(wrong, hint):
+    res = run("10.2", wrong)
+    assert res.status == "failed" and hint in res.message, res.message
+
+
+def test_empirical_occupancy_unrecognised_mistake_names_the_sum():
+    res = run("10.2", lambda mdp, s, a: 2 * empirical_occupancy(mdp, s, a))
+    assert res.status == "failed" and "sums to 2" in res.message
+
+
+# ------------------------------------------------------------------------------ 10.3
+def _float_comb(n, k):
+    return math.factorial(n) / (math.factorial(k) * math.factorial(n - k))     # float overflow for n = 5000
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda n, c, k: 1 - (1 - c / n) ** k, "you used the plug-in"),
+    (lambda n, c, k: math.comb(n - c, k) / math.comb(n, k), "pass@k is one minus it"),
+    (lambda n, c, k: c / n, "c/n estimates pass@1 only"),
+    (lambda n, c, k: 1 - math.comb(c, k) / math.comb(n, k), "you used C(c, k)"),
+    (lambda n, c, k: 1 - math.factorial(n - c) / (math.factorial(k) * math.factorial(n - c - k)) / _float_comb(n, k),
+     "with fewer than k incorrect samples"),
+    (lambda n, c, k: 1.0 if n - c < k else 1 - float(math.comb(n - c, k)) / float(math.comb(n, k)),
+     "does not fit in a float"),
+])
+def test_pass_at_k_hints(wrong, hint):
+    res = run("10.3", wrong)
+    assert res.status == "failed" and hint in res.message, res.message
+
+
+def test_pass_at_k_product_form_passes():
+    def product(n, c, k):
+        if n - c < k:
+            return 1.0
+        return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+    assert run("10.3", product).passed

@@ -1,0 +1,246 @@
+"""Every phenomenon notebooks 09 and 10 state, asserted on the package (same worlds, seeds, numbers).
+
+Each test names the notebook and the sentence it backs; numbers quoted in the notebooks' prose are
+asserted here, so a change of a world or a default breaks a test before it silently breaks the prose.
+"""
+
+import numpy as np
+import pytest
+
+import toyenv
+from toyenv import estimate
+from toyenv.checks_nb09 import LABELS, _build, dominant_role, mystery_runs
+from toyenv.rlhf import peak
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    from toyenv.fit import single_thread
+    with single_thread():
+        yield
+
+
+# =========================================================================================== 09
+@pytest.fixture(scope="module")
+def ablation():
+    mdp = toyenv.make("hidden-path")
+    base = mdp.base_policy()
+    demos = toyenv.demonstrations(mdp, 16, seed=0)
+    SFT = ("SFT", lambda pi: toyenv.sft(pi, demos, steps=60, seed=0))
+    RL = ("RL", lambda pi: toyenv.rl(pi, beta=0.0, steps=100, seed=0))
+    orders = {"SFT → RL": [SFT, RL], "RL → SFT": [RL, SFT], "RL alone": [RL], "SFT alone": [SFT]}
+    return mdp, base, {name: toyenv.pipeline(base, st) for name, st in orders.items()}
+
+
+def test_09_sft_then_rl_handoff_numbers(ablation):
+    """09 §1: SFT expansion-dominant, 12 pairs enter, success 4e-6 -> 0.81; RL reshaping-dominant,
+    no pair enters, success 0.996, KL 0.19 from the SFT policy against 9.8 for SFT."""
+    mdp, base, reps = ablation
+    sft, rl = reps["SFT → RL"]["SFT"], reps["SFT → RL"]["RL"]
+    assert sft.diagnosis.role == "expansion-dominant" and sft.diagnosis.evidence["expanded"] == 12
+    h = mdp.info["hidden_token"]
+    assert np.all(sft.expanded[mdp.roots, h])                        # the hidden first token ...
+    for x, key in enumerate(mdp.info["keys"]):                     # ... and the key letters after it
+        assert sft.expanded[mdp.state_index(x, (h,)), key]
+    assert sft.success[0] == pytest.approx(4e-6) and sft.success[1] == pytest.approx(0.814, abs=0.005)
+    assert rl.diagnosis.role == "reshaping-dominant" and rl.diagnosis.evidence["expanded"] == 0
+    assert rl.success[1] == pytest.approx(0.996, abs=0.0015)
+    assert rl.kl_to_previous == pytest.approx(0.19, abs=0.01) and sft.kl_to_previous == pytest.approx(9.8, abs=0.05)
+    assert sft.diagnosis.attrition_risk == rl.diagnosis.attrition_risk == "low"
+
+
+def test_09_rl_first_changes_nothing_and_rl_then_sft_equals_sft_alone(ablation):
+    """09 §2: RL first is "no change" — every GRPO group of every update failed, KL 0 — so RL → SFT
+    ends exactly where SFT alone ends (0.81) and only SFT → RL reaches 0.996 (18 points more)."""
+    mdp, base, reps = ablation
+    first = reps["RL → SFT"]["RL"]
+    assert first.diagnosis.role == "no change" and reps["RL alone"][0].diagnosis.role == "no change"
+    assert min(first.run.history["zero_variance_groups"]) == 1.0
+    assert toyenv.kl(first.after, base) == 0.0
+    np.testing.assert_array_equal(reps["RL → SFT"].policy.probs(), reps["SFT alone"].policy.probs())
+    final = {n: toyenv.success_prob(r.policy).mean() for n, r in reps.items()}
+    assert final["SFT → RL"] > 0.995 and final["RL → SFT"] == pytest.approx(0.814, abs=0.005)
+    assert final["RL alone"] == pytest.approx(4e-6)
+    assert 0.17 < final["SFT → RL"] - final["RL → SFT"] < 0.19
+    roles = {n: [dominant_role(h.diagnosis) for h in r.handoffs] for n, r in reps.items()}
+    assert roles == {"SFT → RL": ["expansion", "reshaping"], "RL → SFT": ["no change", "expansion"],
+                     "RL alone": ["no change"], "SFT alone": ["expansion"]}
+
+
+def test_09_mystery_runs_cover_every_label_with_decoys():
+    """09 §4-5: seven runs, every label at least once; the decoys the notebook promises: a big jump
+    in mean success that is attrition, a big expanded mass that is attrition (none of it useful), a
+    teacher whose behaviour was not kept (retention 0.19), and a consolidation whose masses say reshaping."""
+    runs = mystery_runs()
+    b = _build()
+    labels = {k: dominant_role(dg) for k, dg in b["diagnoses"].items()}
+    assert sorted(runs) == list("ABCDEFG") and set(labels.values()) == set(LABELS)
+    ev = {k: dg.evidence for k, dg in b["diagnoses"].items()}
+    by_what = {what: k for k, what in b["what"].items()}
+    a = ev[by_what["rl-many-paths-shared"]]
+    assert labels[by_what["rl-many-paths-shared"]] == "attrition"
+    assert a["success_after"] > 3 * a["success_before"] and a["prompts_down"] == 2
+    assert a["pass_large_before"] == pytest.approx(1.0, abs=0.005) and a["pass_large_after"] == pytest.approx(0.79, abs=0.01)
+    e = ev[by_what["rlhf-two-skills"]]
+    assert labels[by_what["rlhf-two-skills"]] == "attrition" and b["diagnoses"][by_what["rlhf-two-skills"]].role == "expansion-dominant"
+    assert e["expanded_mass"] == pytest.approx(0.47, abs=0.01) and e["useful_expanded_mass"] < 0.001
+    assert e["prompts_down"] == 6
+    f = ev[by_what["distill-scaffold-10-steps"]]
+    assert labels[by_what["distill-scaffold-10-steps"]] == "reshaping" and f["retention"] == pytest.approx(0.19, abs=0.01)
+    assert f["reshaped_mass"] == pytest.approx(0.19, abs=0.01) and f["expanded_mass"] == pytest.approx(0.01, abs=0.005)
+    d = ev[by_what["distill-scaffold"]]
+    assert labels[by_what["distill-scaffold"]] == "consolidation" and d["retention"] > 0.99
+    assert b["diagnoses"][by_what["distill-scaffold"]].role == "reshaping-dominant"
+    c = ev[by_what["sft-hidden-path"]]
+    assert labels[by_what["sft-hidden-path"]] == "expansion" and c["correct_expanded"] == 4
+    assert c["expanded_mass"] == pytest.approx(0.83, abs=0.01) and c["reshaped_mass"] == pytest.approx(0.22, abs=0.01)
+    r = ev[by_what["rl-many-paths-per-state"]]
+    assert labels[by_what["rl-many-paths-per-state"]] == "reshaping" and r["expanded_mass"] == 0.0
+    assert r["reshaped_mass"] == pytest.approx(0.40, abs=0.01) and r["prompts_down"] == 0
+    assert b["diagnoses"][by_what["rl-many-paths-per-state"]].attrition_risk == "moderate"
+    g = ev[by_what["guided-rl-hidden-path"]]
+    assert labels[by_what["guided-rl-hidden-path"]] == "expansion" and g["expanded_mass"] > 0.99
+    assert g["useful_expanded_mass"] > 0.99
+    # only the two distillations had a teacher
+    assert sorted(k for k, r in runs.items() if r.teacher is not None) == sorted(
+        [by_what["distill-scaffold"], by_what["distill-scaffold-10-steps"]])
+
+
+def test_09_solution_labels_match_the_rule():
+    """The instructor edition's answer to 09.1 is the rule applied to the runs."""
+    import nbformat
+    import pathlib
+    nb = nbformat.read(pathlib.Path(__file__).resolve().parents[1] / "solutions" / "09_pipelines_and_diagnosis.ipynb", 4)
+    src = next(c.source for c in nb.cells if c.cell_type == "code" and "def my_labels" in c.source)
+    ns = {}
+    exec(src, ns)                                   # the cell only defines the function
+    b = _build()
+    assert ns["my_labels"]() == {k: dominant_role(dg) for k, dg in b["diagnoses"].items()}
+
+
+@pytest.fixture(scope="module")
+def overopt():
+    ts = toyenv.make("two-skills")
+    base = ts.base_policy()
+    rm = toyenv.reward_model(base, n_pairs=256, seed=0)
+    run, _ = toyenv.rlhf(base, rm, beta=0.0, steps=200, num_snapshots=21, seed=0)
+    return ts, base, rm, run, toyenv.overoptimization(base, rm, run=run)
+
+
+def test_09_reward_model_is_order_blind_and_prefers_a_wrong_answer(overopt):
+    """09 §7: a b and b a score the same; the proxy's favourite completion, b b <eos>, is correct for
+    no prompt; c-answers are penalised and ending is rewarded; the RLHF run ends on b b <eos>."""
+    ts, base, rm, run, _ = overopt
+    score = lambda toks: rm.table[ts.state_index(0, toks), ts.eos]          # noqa: E731
+    assert score((0, 1)) == pytest.approx(score((1, 0)), abs=1e-12)
+    assert score((1, 1)) == pytest.approx(rm.table[ts.terminal].max(), abs=1e-12)
+    assert np.argmax(rm.weights) == rm.names.index("ended") and np.argmin(rm.weights) == rm.names.index("count(c)")
+    bb = [ts.state_index(x, (1, 1)) for x in range(ts.num_prompts)]
+    assert not ts.correct[bb, ts.eos].any()
+    assert np.all(toyenv.trajectory_probs(run.policy)[bb, ts.eos] > 0.99)
+    assert rm.pair_accuracy == pytest.approx(0.65, abs=0.01)
+
+
+def test_09_gold_rises_peaks_and_collapses_while_the_proxy_rises(overopt):
+    """09 §7: for the exact optimum, best-of-n and the RLHF run, gold goes 0.33 -> about 0.5 near
+    sqrt(KL) ≈ 0.6, then to almost 0; the proxy rises (monotonically along pi*_beta and best-of-n);
+    a larger beta means a smaller KL (the brake keeps pi*_beta left of the peak)."""
+    *_, rep = overopt
+    for fam in ("beta", "bon", "run"):
+        pk = peak(rep[fam])
+        assert pk["gold_start"] == pytest.approx(0.335, abs=0.01)
+        assert 0.47 < pk["gold_peak"] < 0.52 and 0.55 < pk["sqrt_kl"] < 0.7
+        assert pk["gold_end"] < 0.01
+        assert rep[fam]["proxy"][-1] > rep[fam]["proxy"][0] + 0.5
+    for fam in ("beta", "bon"):
+        assert np.all(np.diff(rep[fam]["proxy"]) >= -1e-10) and np.all(np.diff(rep[fam]["kl"]) >= -1e-10)
+    assert np.all(np.diff(rep["beta"]["beta"]) < 0)               # ordered from large to small beta
+
+
+# =========================================================================================== 10
+def test_10_a_longer_horizon_cannot_be_enumerated():
+    with pytest.raises(ValueError, match="22,369,620 states"):
+        toyenv.make("hidden-path", horizon=12)
+    assert len(str(toyenv.tree_size(1, 50_000, 100))) == 466
+
+
+def test_10_detectability_numbers():
+    """10 §2-3: eps_k(8192, 0.95) = 3.66e-4; the hidden path is seen in 8192 samples 3% of the time and
+    needs about 750,000 samples per prompt; the budget table."""
+    assert estimate.detectable_mass(8192, 0.95) == pytest.approx(3.66e-4, rel=2e-3)
+    assert estimate.detection_prob(4e-6, 8192) == pytest.approx(0.032, abs=0.001)
+    assert estimate.samples_to_detect(4e-6, 0.95) == 748_932
+    assert [estimate.samples_to_detect(e, 0.95) for e in (1e-2, 1e-3, 1e-4)] == [299, 2995, 29956]
+    assert toyenv.success_prob(toyenv.make("hidden-path").base_policy()) == pytest.approx(4e-6)
+
+
+def test_10_sampled_support_is_reliable_down_to_about_10_over_n():
+    """10 §5: a handful of errors among hundreds of pairs at eps ≈ 10/n; the estimate is flat below
+    1/(4n) (the smallest non-zero value is 1/(n T(y)) >= 1/(4n)); ~10 of 1e5 samples start with h, no
+    correct completion (0.4 expected)."""
+    hp = toyenv.make("hidden-path")
+    base = hp.base_policy()
+    occ = toyenv.occupancy(base)
+    for n, eps in [(100_000, 1e-4), (10_000, 1e-3)]:
+        d = estimate.sampled_occupancy(base, n, seed=0)
+        exact, est = toyenv.effective_support(occ, eps), d >= eps
+        assert (exact ^ est).sum() <= 0.1 * exact.sum() and (exact ^ est).sum() <= 15
+        assert d[d > 0].min() >= 1 / (n * hp.horizon) - 1e-15
+    d = estimate.sampled_occupancy(base, 100, seed=0)
+    assert (d >= 1e-4).sum() == (d >= 1 / 400).sum() == (d > 0).sum()
+    s, a = toyenv.sample_pairs(base, 100_000, seed=0)
+    starts_h = (hp.tokens[s, 0] == hp.info["hidden_token"]) | ((hp.depth[s] == 0) & (a == hp.info["hidden_token"]))
+    assert 5 <= starts_h.sum() <= 20
+    assert hp.correct[s, a].sum() == 0 and 100_000 * 4e-6 == pytest.approx(0.4)
+
+
+def test_10_good_turing_sizes_the_unseen_mass_but_the_answer_stays_unseen():
+    hp = toyenv.make("hidden-path")
+    base = hp.base_policy()
+    errors = []
+    for n in [10, 100, 1_000, 10_000]:
+        s, a = estimate.sample_per_prompt(base, n, seed=1)
+        gt, mm = estimate.good_turing(hp, s, a).mean(), estimate.missing_mass(base, s, a).mean()
+        errors.append(abs(gt - mm))
+        # the correct answers stay unseen, except once, by luck, at 10,000 per prompt (4% per prompt)
+        assert hp.correct[s, a].sum() == (1 if n == 10_000 else 0)
+    assert errors[0] < 0.15 and errors[1] < 0.05 and max(errors[2:]) < 0.002
+    assert estimate.detection_prob(4e-6, 10_000) == pytest.approx(0.04, abs=0.001)
+    assert hp.num_trajectories // hp.num_prompts == 341
+
+
+def test_10_estimator_numbers():
+    """10 §6: 0.4765 vs 0.5160; the unbiased estimator spreads more; the plug-in's bias is largest
+    near p ≈ 0.1 for n = 40, k = 10."""
+    assert estimate.estimator_mean(40, 0.07, 10, "plugin") == pytest.approx(0.4765, abs=5e-5)
+    assert estimate.estimator_mean(40, 0.07, 10) == pytest.approx(1 - 0.93**10, abs=1e-12)
+    assert estimate.estimator_std(40, 0.07, 10) > estimate.estimator_std(40, 0.07, 10, "plugin")
+    ps = np.linspace(0.002, 0.6, 150)
+    bias = [estimate.estimator_mean(40, p, 10, "plugin") - (1 - (1 - p) ** 10) for p in ps]
+    assert 0.05 < ps[int(np.argmin(bias))] < 0.15
+
+
+def test_10_crossover_seen_by_sampling_but_not_the_tail():
+    """10 §7: with 256 samples per prompt the estimated crossover lies between k = 4 and 8, like the
+    exact one (k ≈ 6.2); the RL policy's rare prompts (p ≈ 6.7e-4) show no correct sample with
+    probability 0.84, so the k = 256 estimate understates the exact value; the exact RL curve keeps
+    rising past k ≈ 1000."""
+    mp = toyenv.make("many-paths")
+    base = mp.base_policy()
+    rl = toyenv.rl(base, beta=0.0, steps=200, seed=0).policy
+    rare = list(mp.info["rare_prompts"])
+    p = toyenv.success_prob(rl)[rare]
+    np.testing.assert_allclose(p, 6.71e-4, rtol=0.01)
+    assert (1 - p[0]) ** 256 == pytest.approx(0.842, abs=0.002)
+    ks = 2 ** np.arange(0, 9)
+    gap_exact = toyenv.pass_at_k(base, ks) - toyenv.pass_at_k(rl, ks)
+    gap_est = estimate.sampled_pass_at_k(base, 256, ks, seed=0) - estimate.sampled_pass_at_k(rl, 256, ks, seed=0)
+    for gap in (gap_exact, gap_est):
+        assert np.all(gap[ks <= 4] < 0) and np.all(gap[ks >= 8] > 0)
+    from toyenv.plots import crossovers
+    (k_cross, _, _), = crossovers(np.arange(1, 65), toyenv.pass_at_k(base, np.arange(1, 65)),
+                                  toyenv.pass_at_k(rl, np.arange(1, 65)))
+    assert 6.0 < k_cross < 6.5
+    assert estimate.sampled_pass_at_k(rl, 256, 256, seed=0) < toyenv.pass_at_k(rl, 256) - 0.02
+    assert toyenv.pass_at_k(rl, 256) < toyenv.pass_at_k(rl, 1000) < toyenv.pass_at_k(rl, 4096) - 0.05
+    assert toyenv.pass_at_k(rl, 4096) > 0.95

@@ -1,0 +1,237 @@
+"""Checks of notebook 05 (on-policy RL as reshaping): GRPO group advantages, the closed-form
+KL-regularised success probability, and exact pass@k from per-prompt success.
+
+Registered with :mod:`toyenv.checks` (``checks.check("05.1", fn)``); see that module for the
+machinery. Each check computes the answer of every typical mistake and names the mistake whose
+answer the learner's matches.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import Case, Failed, _as_array, _world, compare, exercise
+
+NOTEBOOK = "05_onpolicy_rl_reshaping"
+
+
+# ------------------------------------------------------------------------------- 05.1
+def grpo_advantages_variant(rewards, *, center: str = "group", scale: str = "group", ddof: int = 0,
+                            flat: str = "zero", sign: float = 1.0) -> np.ndarray:
+    """GRPO group advantages ``[G, K]`` with the choices a learner can get wrong (defaults: right).
+
+    ``center``: "group" (r - group mean), "batch" (r - mean over all rollouts), "none", "loo"
+    (leave-one-out mean, RLOO). ``scale``: "group" (divide by the group std), "batch", "none".
+    ``ddof``: 0 (population std, right) or 1 (sample std). ``flat``: "zero" (a group with equal
+    rewards gets advantage 0, right) or "nan" (0/0). ``sign``: -1 flips the advantages.
+    """
+    r = np.asarray(rewards, dtype=float)
+    k = r.shape[1]
+    if center == "group":
+        c = r - r.mean(1, keepdims=True)
+    elif center == "batch":
+        c = r - r.mean()
+    elif center == "loo":
+        c = r - (r.sum(1, keepdims=True) - r) / (k - 1)
+    else:
+        c = r.copy()
+    if scale == "group":
+        sd = np.broadcast_to(r.std(1, ddof=ddof, keepdims=True), r.shape)
+    elif scale == "batch":
+        sd = np.full(r.shape, r.std(ddof=ddof))
+    else:
+        sd = np.ones(r.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        adv = c / sd
+    zero_sd = np.isclose(sd, 0.0, atol=1e-12)
+    adv = np.where(zero_sd, 0.0 if flat == "zero" else np.nan, adv)
+    return sign * adv
+
+
+_ADV_HINTS = [
+    ("you divided by the sample standard deviation (ddof=1); GRPO uses the group's population std, "
+     "r.std() with numpy's default ddof=0", dict(ddof=1)),
+    ("you subtracted the group mean but did not divide by the group's standard deviation: that is "
+     "REINFORCE with a mean baseline; GRPO also scales each group by its std", dict(scale="none")),
+    ("you divided by the standard deviation but did not subtract the group mean: the advantage is "
+     "(r - mean) / std", dict(center="none")),
+    ("you normalised with the mean and std of the whole batch; GRPO normalises inside each group "
+     "(each row: the rollouts of one prompt)", dict(center="batch", scale="batch")),
+    ("you used the batch mean but the group std; both statistics are per group (per row)",
+     dict(center="batch")),
+    ("you used the group mean but the batch std; both statistics are per group (per row)",
+     dict(scale="batch")),
+    ("you used a leave-one-out baseline (RLOO: r_i - mean of the others); GRPO subtracts the mean of "
+     "the whole group, including r_i, and divides by the group std", dict(center="loo")),
+    ("your advantages have the wrong sign: a rollout with more reward than its group's mean gets a "
+     "positive advantage, (r - mean) / std", dict(sign=-1.0)),
+]
+
+
+def _flat_rows(r: np.ndarray) -> np.ndarray:
+    return np.isclose(r.std(1), 0.0, atol=1e-12)
+
+
+@exercise("05.1", notebook=NOTEBOOK, title="GRPO group advantages (zero-variance groups)",
+          start="For each row of rewards (one prompt's group of K rollouts) compute (r - row mean) / "
+                "(row std); rows whose rewards are all equal have std 0: give them advantage 0.")
+def check_grpo_advantages(fn):
+    cases = [
+        Case("rewards [[1, 0, 0, 0], [0, 1, 1, 0]] (two mixed groups)", (np.array([[1., 0, 0, 0], [0, 1, 1, 0]]),)),
+        Case("rewards [[0]*8, [1, 0, 0, 0, 0, 0, 0, 0]] (an all-wrong group and a group with one success)",
+             (np.array([[0.] * 8, [1.] + [0.] * 7]),)),
+        Case("rewards [[1, 1, 1], [0, 1, 0], [0, 0, 0]] (all right, mixed, all wrong)",
+             (np.array([[1., 1, 1], [0, 1, 0], [0, 0, 0]]),)),
+        Case("8 groups of 8 rollouts, every reward 0 (the hidden-path world under its base policy)",
+             (np.zeros((8, 8)),)),
+        Case("real-valued rewards [[0.2, 0.5, 0.9, 0.4], [0.3, 0.3, 0.3, 0.3]]",
+             (np.array([[0.2, 0.5, 0.9, 0.4], [0.3, 0.3, 0.3, 0.3]]),)),
+        Case("one group of two rollouts, rewards [[1, 0]]", (np.array([[1., 0]]),)),
+    ]
+    for case in cases:
+        (r,) = case.args
+        expected = grpo_advantages_variant(r)
+        got = case.call(fn)
+        arr = _as_array(got, expected, case, "your advantages")
+        flat = _flat_rows(r)
+        if arr.shape == expected.shape and flat.any():
+            bad = arr[flat].astype(float)
+            if not np.all(np.isfinite(bad)):
+                raise Failed(f"your advantages contain nan or inf in a group whose rewards are all equal "
+                             f"(seen on {case.name}): its std is 0, so (r - mean) / std is 0/0. Such a group "
+                             "carries no learning signal: give all its members advantage 0 "
+                             "(e.g. np.where(std > 0, (r - mean) / np.where(std > 0, std, 1), 0.0))")
+            if np.any(np.abs(bad) > 1e-9):
+                raise Failed(f"a group whose rewards are all equal must get advantage 0 for every member "
+                             f"(seen on {case.name}); yours has {bad[np.abs(bad) > 1e-9][0]:.6g}")
+        compare(arr, expected, case=case, what="your advantages", rtol=1e-4, atol=1e-9,
+                mistakes=[(hint, grpo_advantages_variant(r, **kw)) for hint, kw in _ADV_HINTS],
+                where=lambda idx: f"group {idx[0]}, rollout {idx[1]}")
+    return (f"{len(cases)} reward tables: mixed groups, all-right and all-wrong groups (advantage 0), "
+            "real-valued rewards and groups of 2")
+
+
+# ------------------------------------------------------------------------------- 05.2
+def kl_success_variant(p, beta, *, exponent: str = "1/beta", normalise: str = "right"):
+    """Success probability of the KL-regularised optimum for a 0/1 prompt (defaults: right):
+    p* = p e^{1/beta} / (p e^{1/beta} + 1 - p). ``exponent``: "1/beta", "beta", "-1/beta".
+    ``normalise``: "right", "none" (p e^{1/beta}), "plus-one" (denominator p e^{1/beta} + 1),
+    "logz" (returns beta log Z, the optimal objective)."""
+    p = np.asarray(p, dtype=float)
+    e = {"1/beta": 1.0 / beta, "beta": beta, "-1/beta": -1.0 / beta}[exponent]
+    w = p * np.exp(e)
+    if normalise == "none":
+        return w
+    if normalise == "plus-one":
+        return w / (w + 1.0)
+    if normalise == "logz":
+        return beta * np.log(w + 1.0 - p)
+    return w / (w + 1.0 - p)
+
+
+_KL_HINTS = [
+    ("the exponent is r / beta, i.e. e^(1/beta) for the correct answers (reward 1): you used e^beta",
+     dict(exponent="beta")),
+    ("the exponent is +r / beta: correct answers (reward 1) are up-weighted by e^(1/beta), not "
+     "down-weighted by e^(-1/beta)", dict(exponent="-1/beta")),
+    ("you did not normalise: pi* = pi_ref e^(r/beta) / Z, and Z = p e^(1/beta) + (1 - p) (the "
+     "incorrect answers keep their mass 1 - p, times e^0 = 1)", dict(normalise="none")),
+    ("the normaliser is Z = p e^(1/beta) + (1 - p): the incorrect answers carry mass 1 - p under the "
+     "reference, not 1", dict(normalise="plus-one")),
+    ("you returned beta log Z, the optimal value of the objective E[r] - beta KL; the exercise asks "
+     "for the success probability p* = p e^(1/beta) / Z", dict(normalise="logz")),
+]
+
+
+@exercise("05.2", notebook=NOTEBOOK, title="Success at the KL-regularised optimum (closed form)",
+          start="pi* = pi_ref e^(r/beta) / Z: the correct answers (r = 1) carry p e^(1/beta), the "
+                "others 1 - p; return p e^(1/beta) / (p e^(1/beta) + 1 - p).")
+def check_kl_optimal_success(fn):
+    cases = [
+        Case("p = 4e-6, beta = 0.1 (a hidden-path prompt)", (4e-6, 0.1)),
+        Case("p = 0.5, beta = 1", (0.5, 1.0)),
+        Case("p = 4e-6, beta = 0.05", (4e-6, 0.05)),
+        Case("p = array([0.27573, 0.0819]), beta = 0.5 (the two kinds of many-paths prompts)",
+             (np.array([0.27573, 0.0819]), 0.5)),
+        Case("p = array([0.0, 1.0, 0.3]), beta = 0.2 (never right, always right, in between)",
+             (np.array([0.0, 1.0, 0.3]), 0.2)),
+        Case("p = 0.01, beta = 0.02 (a small beta: e^(1/beta) = e^50)", (0.01, 0.02)),
+    ]
+    for case in cases:
+        p, beta = case.args
+        expected = kl_success_variant(p, beta)
+        got = case.call(fn)
+        compare(got, expected, case=case, what="your p*", rtol=1e-9, atol=1e-15,
+                mistakes=[(hint, kl_success_variant(p, beta, **kw)) for hint, kw in _KL_HINTS],
+                diagnose=lambda a: ("Some of your values exceed 1: a probability needs the normaliser Z."
+                                    if np.any(a > 1 + 1e-12) else None))
+    return (f"{len(cases)} cases: tiny and moderate p, p = 0 and p = 1, arrays of prompts, beta from "
+            "0.02 to 1")
+
+
+# ------------------------------------------------------------------------------- 05.3
+def pass_at_k_variant(success, weights, ks, *, how: str = "right"):
+    """Exact pass@k ``[len(ks)]`` from per-prompt success ``[P]`` and D(x) ``[P]`` (default: right).
+
+    ``how``: "right" sum_x D(x) [1 - (1 - p_x)^k]; "mean" (no D(x)); "pool" (1 - (1 - sum D p)^k);
+    "fail" (sum D (1-p)^k); "all" (sum D p^k); "linear" (sum D k p); "per-prompt" ([P, K]).
+    """
+    p = np.asarray(success, float)[:, None]
+    w = np.asarray(weights, float)
+    k = np.asarray(ks, float)[None, :]
+    if how == "mean":
+        return (1 - (1 - p) ** k).mean(0)
+    if how == "pool":
+        return 1 - (1 - w @ p[:, 0]) ** k[0]
+    if how == "fail":
+        return w @ (1 - p) ** k
+    if how == "all":
+        return w @ p ** k
+    if how == "linear":
+        return w @ (k * p)
+    if how == "per-prompt":
+        return 1 - (1 - p) ** k
+    return w @ (1 - (1 - p) ** k)
+
+
+_PK_HINTS = [
+    ("you averaged over prompts without the prompt weights D(x); pass@k = sum_x D(x) [1 - (1 - p_x)^k]",
+     "mean"),
+    ("you averaged the success probabilities first and then computed 1 - (1 - p)^k; pass@k must be "
+     "computed per prompt and then averaged (1 - (1 - p)^k is not linear in p: a prompt with p = 0 "
+     "stays unsolved at every k)", "pool"),
+    ("you returned the probability that all k samples fail, (1 - p)^k; pass@k is one minus it", "fail"),
+    ("you returned the probability that all k samples are correct, p^k; pass@k is the probability "
+     "that at least one is: 1 - (1 - p)^k", "all"),
+    ("you used k p (a union bound, which can exceed 1); the exact value is 1 - (1 - p)^k", "linear"),
+    ("you returned one row per prompt; average the prompts with their weights D(x) to get one number "
+     "per k", "per-prompt"),
+]
+
+
+@exercise("05.3", notebook=NOTEBOOK, title="Exact pass@k from per-prompt success",
+          start="For each k: sum over prompts of weights[x] * (1 - (1 - success[x]) ** k).")
+def check_pass_at_k(fn):
+    from .exact import success_prob
+    mp = _world("many-paths")
+    sc = _world("scaffold")
+    ks = np.array([1, 2, 4, 16, 64, 256])
+    sp_m = success_prob(mp.base_policy())
+    sp_s = success_prob(sc.base_policy())
+    cases = [
+        Case("many-paths base policy, k = 1, 2, 4, 16, 64, 256", (sp_m, mp.prompt_weights.copy(), ks)),
+        Case("scaffold base policy (D(x) = 0 on the hinted prompts), k = 1, 2, 4, 16, 64, 256",
+             (sp_s, sc.prompt_weights.copy(), ks)),
+        Case("success [0, 1, 0.5] with weights [0.5, 0.25, 0.25], k = 1, 3, 10",
+             (np.array([0.0, 1.0, 0.5]), np.array([0.5, 0.25, 0.25]), np.array([1, 3, 10]))),
+        Case("one prompt with success 4e-6, k = 1, 1000, 100000", (np.array([4e-6]), np.array([1.0]),
+                                                                 np.array([1, 1000, 100000]))),
+    ]
+    for case in cases:
+        sp, w, kk = case.args
+        expected = pass_at_k_variant(sp, w, kk)
+        got = case.call(fn)
+        compare(got, expected, case=case, what="your pass@k", rtol=1e-9, atol=1e-14,
+                mistakes=[(hint, pass_at_k_variant(sp, w, kk, how=how)) for hint, how in _PK_HINTS],
+                where=lambda idx, kk=kk: f"k = {int(kk[idx[0]])}" if idx else "")
+    return (f"{len(cases)} cases: equal and unequal (zero) prompt weights, p = 0 and p = 1, tiny p "
+            "with k up to 100000")

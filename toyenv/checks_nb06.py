@@ -1,0 +1,164 @@
+"""Checks of notebook 06 (guided RL and hybrids): process advantages V(s') - V(s) from a value
+array, and the fraction of GRPO groups that carry a gradient when some rollouts are hinted.
+
+Registered with :mod:`toyenv.checks` (``checks.check("06.1", fn)``); see that module for the
+machinery. Each check computes the answer of every typical mistake and names the mistake whose
+answer the learner's matches.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import Case, Failed, _as_array, _world, compare, exercise
+
+NOTEBOOK = "06_guided_rl_and_hybrids"
+
+
+# ------------------------------------------------------------------------------- 06.1
+def process_advantages_variant(mdp, V, x, tokens, *, how: str = "right") -> np.ndarray:
+    """Per-token process advantages ``[len(tokens)]`` (default: right): A_t = V(s_{t+1}) - V(s_t)
+    with s_t = (x, y_<t) and, after the last token, the verifier's reward r(x, y) in place of V.
+
+    ``how``: "flip" (V(s_t) - V(s_{t+1})), "last-zero" (0 instead of r after the last token),
+    "outcome" (r - V(root) on every token), "no-baseline" (V(s_{t+1}) only), "sum" (the telescoped
+    total r - V(root), a single number).
+    """
+    toks = tuple(int(t) for t in tokens)
+    r = float(mdp.reward(x, toks))
+    v = np.array([V[mdp.state_index(x, toks[:t])] for t in range(len(toks))], dtype=float)
+    nxt = np.append(v[1:], 0.0 if how == "last-zero" else r)
+    if how == "flip":
+        return v - nxt
+    if how == "outcome":
+        return np.full(len(toks), r - v[0])
+    if how == "no-baseline":
+        return nxt
+    if how == "sum":
+        return float(r - v[0])
+    return nxt - v
+
+
+_PROC_HINTS = [
+    ("your advantages have the wrong sign: A_t = V(s_{t+1}) - V(s_t), positive when the token made "
+     "success more likely", "flip"),
+    ("after the last token there is no next state: use the verifier's reward r(x, y) = "
+     "mdp.reward(prompt_index, tokens) in place of V(s_{t+1}) (you used 0)", "last-zero"),
+    ("you gave every token the outcome advantage r(x, y) - V(root); the process advantage of token t "
+     "is V(s_{t+1}) - V(s_t), which credits each step with its own change in success value", "outcome"),
+    ("you returned V(s_{t+1}) (or r at the end) without the baseline: subtract V(s_t), the value "
+     "before the token", "no-baseline"),
+    ("you returned the sum over tokens (it telescopes to r(x, y) - V(root)); return one advantage per "
+     "token, an array of length len(tokens)", "sum"),
+]
+
+
+@exercise("06.1", notebook=NOTEBOOK, title="Process advantages V(s') - V(s) (§5.2)",
+          start="For t = 0 .. len(tokens)-1: s_t = mdp.state_index(prompt_index, tokens[:t]); the value "
+                "after token t is V[s_{t+1}], or mdp.reward(prompt_index, tokens) after the last token; "
+                "A_t = (value after) - V[s_t].")
+def check_process_advantages(fn):
+    from .exact import success_value
+    from .policies import TabularPolicy
+    hp = _world("hidden-path")
+    V_hp, _ = success_value(hp.base_policy())
+    mp = _world("many-paths")
+    V_mp, _ = success_value(TabularPolicy(mp, seed=3, scale=1.5))
+    a, b, c, h, E = range(5)
+    cases = [
+        Case("hidden-path base policy, prompt 0, the correct answer 'h a <eos>'", (hp, V_hp, 0, (h, a, E))),
+        Case("hidden-path base policy, prompt 1, a wrong answer 'a b <eos>'", (hp, V_hp, 1, (a, b, E))),
+        Case("hidden-path base policy, prompt 2, 'h c a <eos>' (the right key, but <eos> comes too late)",
+             (hp, V_hp, 2, (h, c, a, E))),
+        Case("hidden-path base policy, prompt 3, 'a a b c' (ended by the horizon, no <eos>)",
+             (hp, V_hp, 3, (a, a, b, c))),
+        Case("hidden-path base policy, prompt 0, '<eos>' (a one-token completion)", (hp, V_hp, 0, (E,))),
+        Case("many-paths random policy, prompt 7, the correct answer 'c c <eos>'", (mp, V_mp, 7, (2, 2, 3))),
+        Case("many-paths random policy, prompt 2, 'a b <eos>'", (mp, V_mp, 2, (0, 1, 3))),
+    ]
+    for case in cases:
+        mdp, V, x, toks = case.args
+        expected = process_advantages_variant(mdp, V, x, toks)
+        got = case.call(fn)
+        arr = _as_array(got, expected, case, "your advantages")
+        if arr.ndim == 1 and len(arr) == len(toks) - 1:
+            raise Failed(f"your function returned {len(arr)} advantages for {len(toks)} tokens on {case.name}: "
+                         "the last token gets one too, A_T = r(x, y) - V(s_T)")
+        compare(arr, expected, case=case, what="your advantages", rtol=1e-9, atol=1e-15,
+                mistakes=[(hint, process_advantages_variant(mdp, V, x, toks, how=how)) for hint, how in _PROC_HINTS],
+                where=lambda idx, toks=toks, mdp=mdp: (f"token {idx[0]} ({mdp.vocab[toks[idx[0]]]!r})"
+                                                       if idx else ""))
+    return (f"{len(cases)} completions: correct and wrong, ended by <eos> or by the horizon, one token "
+            "long, in two worlds")
+
+
+# ------------------------------------------------------------------------------- 06.2
+def informative_variant(p_bare, p_hinted, hint_prob, group_size, *, how: str = "right"):
+    """P(a GRPO group of ``group_size`` i.i.d. rollouts has both a success and a failure) when each
+    rollout starts from the hint with probability ``hint_prob`` (default: right).
+
+    ``how``: "any" (at least one success), "per-group" (the hint drawn once per group), "hinted"
+    (hinted rollouts only), "flat" (the zero-variance probability), "swapped" (hint_prob on the
+    bare rollouts).
+    """
+    q, K = hint_prob, group_size
+
+    def f(p):
+        return 1.0 - p ** K - (1.0 - p) ** K
+
+    p = (1 - q) * p_bare + q * p_hinted
+    if how == "any":
+        return 1.0 - (1.0 - p) ** K
+    if how == "per-group":
+        return (1 - q) * f(p_bare) + q * f(p_hinted)
+    if how == "hinted":
+        return f(p_hinted)
+    if how == "flat":
+        return 1.0 - f(p)
+    if how == "swapped":
+        return f(q * p_bare + (1 - q) * p_hinted)
+    return f(p)
+
+
+_INF_HINTS = [
+    ("you computed the probability of at least one success, 1 - (1 - p)^K; a group whose rollouts all "
+     "succeed has zero variance too, so subtract p^K as well", "any"),
+    ("you drew the hint once per group; in rl(..., hints=...) every rollout draws its own hint, so each "
+     "rollout succeeds with p = (1 - q) p_bare + q p_hinted, independently", "per-group"),
+    ("you used only the hinted success probability; a rollout is hinted with probability q = hint_prob, "
+     "so its success probability is (1 - q) p_bare + q p_hinted", "hinted"),
+    ("you returned the probability that a group has zero variance (all equal); the exercise asks for "
+     "the complement: the groups that carry a gradient", "flat"),
+    ("you swapped the weights: a rollout is hinted with probability hint_prob, so p = (1 - hint_prob) "
+     "p_bare + hint_prob p_hinted", "swapped"),
+]
+
+
+@exercise("06.2", notebook=NOTEBOOK, title="Which GRPO groups carry a gradient, with hints",
+          start="A rollout succeeds with p = (1 - hint_prob) * p_bare + hint_prob * p_hinted; a group of K "
+                "independent rollouts has non-zero variance unless all succeed (p^K) or all fail ((1 - p)^K).")
+def check_informative_fraction(fn):
+    from .exact import success_value
+    hp = _world("hidden-path")
+    V, _ = success_value(hp.base_policy())
+    h = hp.info["hidden_token"]
+    p_bare = float(V[hp.roots[0]])
+    p_h1 = float(V[hp.state_index(0, (h,))])
+    p_h2 = float(V[hp.state_index(0, (h, hp.info["keys"][0]))])
+    cases = [   # the first case tells every listed mistake apart (hint_prob not in {0, 0.5, 1})
+        Case("p_bare = 0.3, p_hinted = 1.0, hint_prob = 0.25, K = 2", (0.3, 1.0, 0.25, 2)),
+        Case("hidden-path base policy, no hint (hint_prob = 0), K = 8", (p_bare, p_h1, 0.0, 8)),
+        Case("hidden-path base policy, hint 'h' on half the rollouts, K = 8", (p_bare, p_h1, 0.5, 8)),
+        Case("hidden-path base policy, hint 'h a' on half the rollouts, K = 8", (p_bare, p_h2, 0.5, 8)),
+        Case("hidden-path base policy, hint 'h' on every rollout, K = 8", (p_bare, p_h1, 1.0, 8)),
+        Case("p_bare = 0.0, p_hinted = 1.0, hint_prob = 1.0, K = 4 (every rollout succeeds)", (0.0, 1.0, 1.0, 4)),
+        Case("p_bare = 0.6, p_hinted = 0.9, hint_prob = 0.5, K = 16", (0.6, 0.9, 0.5, 16)),
+    ]
+    for case in cases:
+        expected = informative_variant(*case.args)
+        got = case.call(fn)
+        compare(got, expected, case=case, what="your fraction", rtol=1e-7, atol=1e-13,
+                mistakes=[(hint, informative_variant(*case.args, how=how)) for hint, how in _INF_HINTS],
+                diagnose=lambda a: ("It is outside [0, 1], so it cannot be a probability."
+                                    if np.any((a < -1e-12) | (a > 1 + 1e-12)) else None))
+    return (f"{len(cases)} cases: no hint, partial and full hints, all-success groups, groups of 2 to 16 "
+            "rollouts")
