@@ -6,9 +6,11 @@ playwright), runs all cells, moves the first slider and checks that the rendered
 that no output is an error or a widget printed as text ("IntSlider(value=...)" is what a learner
 sees when the widget front end is missing). Screenshots go to ``test-artifacts/browser/``.
 
-The notebook is the course's 02 (its ε slider), learner edition first, copied into a temporary
-folder so that JupyterLab's autosave never touches the repository; until it exists, a small
-ipywidgets + matplotlib fixture. ``make test`` installs chromium where it is missing (as root, with
+Three tests share one server: the course's 02 with its ε slider moved; Run All of every notebook
+(no error, every widget rendered, a figure, the learner edition's exercises "not attempted"); and a
+wrong answer typed into exercise 00.1, whose check must answer with a hint. The learner edition is
+used (the solutions when it is missing), copied into a temporary folder so that JupyterLab's
+autosave never touches the repository; without any course, a small ipywidgets + matplotlib fixture. ``make test`` installs chromium where it is missing (as root, with
 apt-get); elsewhere the test skips with the reason.
 """
 import json
@@ -60,29 +62,42 @@ FIXTURE_CELLS = [
 ]
 
 
-def _course_notebook():
+def _course_notebooks():
+    """The learner edition (what learners open), else the solutions; [] without the course."""
     if os.environ.get("TOYENV_BROWSER_FIXTURE"):       # debug the set-up without the course
-        return None
+        return []
     for edition in ("notebooks", "solutions"):
-        found = sorted((ROOT / edition).glob("02_*.ipynb"))
+        found = sorted((ROOT / edition).glob("[0-9][0-9]_*.ipynb"))
         if found:
-            return found[0]
-    return None
+            return found
+    return []
+
+
+COURSE = _course_notebooks()
 
 
 @pytest.fixture(scope="module")
-def notebook(tmp_path_factory):
-    """(path inside the served folder, label): a copy of the course's 02, else the fixture."""
+def lab_root(tmp_path_factory):
+    """A temporary folder with copies of the course notebooks (JupyterLab's autosave never
+    touches the repository), or the widget fixture when there is no course yet."""
     root = tmp_path_factory.mktemp("lab-root")
-    course = _course_notebook()
-    if course is not None:
+    for course in COURSE:
         shutil.copyfile(course, root / course.name)
-        return root / course.name, f"{course.parent.name}/{course.name}"
-    nb = new_notebook(cells=[new_markdown_cell("# Widget fixture")]
-                      + [new_code_cell(s) for s in FIXTURE_CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "widget_fixture.ipynb")
-    return root / "widget_fixture.ipynb", "fixture (no course notebook 02 yet)"
+    if not COURSE:
+        nb = new_notebook(cells=[new_markdown_cell("# Widget fixture")]
+                          + [new_code_cell(s) for s in FIXTURE_CELLS])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / "widget_fixture.ipynb")
+    return root
+
+
+@pytest.fixture(scope="module")
+def notebook(lab_root):
+    """(path inside the served folder, label): the course's 02 (its ε slider), else the fixture."""
+    found = sorted(lab_root.glob("02_*.ipynb"))
+    if found:
+        return found[0], f"{COURSE[0].parent.name}/{found[0].name}"
+    return lab_root / "widget_fixture.ipynb", "fixture (no course notebook 02 yet)"
 
 
 def _free_port() -> int:
@@ -92,13 +107,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(notebook, tmp_path_factory):
+def lab(lab_root, tmp_path_factory):
     """A running JupyterLab serving the notebook's folder: yields (base_url, token)."""
     home = tmp_path_factory.mktemp("lab-home")
     settings = home / "settings"
     news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # render every cell (JupyterLab 4 draws only the cells in view by default), so that the
+    # checks below see every output and every widget
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
     token, port = secrets.token_hex(16), _free_port()
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
@@ -106,12 +126,12 @@ def lab(notebook, tmp_path_factory):
     env.pop("MPLBACKEND", None)                  # the kernel must use the inline backend
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--ServerApp.token={token}", f"--ServerApp.root_dir={notebook[0].parent}",
+           f"--ServerApp.token={token}", f"--ServerApp.root_dir={lab_root}",
            "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={settings}",
            f"--LabApp.workspaces_dir={home / 'workspaces'}"]
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            cwd=notebook[0].parent)
+                            cwd=lab_root)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -174,6 +194,62 @@ def _wait(page, js, ok, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+def _open_and_run(page, base, token, name):
+    """Open `name` in JupyterLab, wait for its kernel, Run All and wait until every cell ran."""
+    t0 = time.monotonic()
+    page.goto(f"{base}/lab/tree/{name}?reset&token={token}", timeout=90_000)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.content", timeout=90_000)
+    _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 90, "the kernel to start")
+    t_open = time.monotonic() - t0
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    _wait(page, JS_PENDING, lambda n: n == 0, 240, "every code cell to run")
+    _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 240, "the kernel to be idle")
+    return {"open": t_open, "run all": time.monotonic() - t0 - t_open}
+
+
+def _shutdown_kernels(base, token):
+    """Stop every kernel of the server, so that the notebooks do not pile up running kernels."""
+    headers = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions", headers=headers)) as r:
+        sessions = json.load(r)
+    for session in sessions:
+        urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions/{session['id']}",
+                                                      headers=headers, method="DELETE"))
+
+
+def _move_slider(page, slider, stem):
+    """Move `slider` one step with the keyboard (left when it sits at its right end) and wait for
+    the plot to be redrawn; widget screenshots before and after go to the artifacts."""
+    widget = slider.locator("xpath=ancestor::div[contains(@class,'jp-OutputArea-output')]")
+    widget.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    widget.screenshot(path=str(ARTIFACTS / f"widget_{stem}_before.png"))
+    before_png = widget.screenshot()
+    readout = slider.locator(".widget-readout")
+    value_before = readout.inner_text()
+    images_before = _plot_state(page)
+    t_move = time.monotonic()
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    for key in ("ArrowRight", "ArrowLeft", "ArrowLeft"):
+        handle.press(key)
+        page.wait_for_timeout(100)
+        if readout.inner_text() != value_before:
+            break
+    value_after = readout.inner_text()
+    assert value_after != value_before, f"the slider did not move ({value_before!r})"
+    deadline = time.monotonic() + 30
+    while _plot_state(page) == images_before and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    seconds = time.monotonic() - t_move
+    _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 60, "the kernel after the move")
+    page.wait_for_timeout(500)
+    widget.screenshot(path=str(ARTIFACTS / f"widget_{stem}_after.png"))
+    return {"values": (value_before, value_after), "images": (images_before, _plot_state(page)),
+            "pngs": (before_png, widget.screenshot()), "seconds": seconds}
+
+
 def _plot_state(page):
     """srcs of every image in the notebook's outputs (a widget Image or an Output's inline PNG)."""
     return page.eval_on_selector_all(".jp-Notebook .jp-OutputArea img", "els => els.map(e => e.src)")
@@ -194,16 +270,7 @@ def test_widget_notebook_in_jupyterlab(lab, notebook):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{base}/lab/tree/{path.name}?reset&token={token}", timeout=90_000)
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.content", timeout=90_000)
-            _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 90, "the kernel to start")
-            timings["open"] = time.monotonic() - t0
-
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            _wait(page, JS_PENDING, lambda n: n == 0, 240, "every code cell to run")
-            _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 240, "the kernel to be idle")
-            timings["run all"] = time.monotonic() - t0 - timings["open"]
+            timings.update(_open_and_run(page, base, token, path.name))
 
             slider = page.locator(".jp-Notebook .widget-slider").first
             try:
@@ -223,31 +290,11 @@ def test_widget_notebook_in_jupyterlab(lab, notebook):
             widget.scroll_into_view_if_needed()
             page.wait_for_timeout(500)                     # let the last images load
             page.screenshot(path=str(ARTIFACTS / "01_after_run_all.png"))
-            widget.screenshot(path=str(ARTIFACTS / "02_widget_before.png"))
-            before_png = widget.screenshot()
-
-            readout = slider.locator(".widget-readout")
-            value_before = readout.inner_text()
-            images_before = _plot_state(page)
-            t_move = time.monotonic()
-            handle = slider.locator(".noUi-handle").first
-            handle.focus()
-            for key in ("ArrowRight", "ArrowLeft", "ArrowLeft"):   # at the right end, go left
-                handle.press(key)
-                page.wait_for_timeout(100)
-                if readout.inner_text() != value_before:
-                    break
-            value_after = readout.inner_text()
-            assert value_after != value_before, f"the slider did not move ({value_before!r})"
-            deadline = time.monotonic() + 30
-            while _plot_state(page) == images_before and time.monotonic() < deadline:
-                page.wait_for_timeout(50)
-            timings["slider -> new image"] = time.monotonic() - t_move
-            _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 60, "the kernel after the move")
-            page.wait_for_timeout(500)
-            images_after = _plot_state(page)
-            widget.screenshot(path=str(ARTIFACTS / "03_widget_after.png"))
-            after_png = widget.screenshot()
+            move = _move_slider(page, slider, "02")
+            value_before, value_after = move["values"]
+            images_before, images_after = move["images"]
+            before_png, after_png = move["pngs"]
+            timings["slider -> new image"] = move["seconds"]
             page.screenshot(path=str(ARTIFACTS / "04_after_slider.png"))
 
             cells = page.evaluate(JS_OUTPUTS)
@@ -256,6 +303,7 @@ def test_widget_notebook_in_jupyterlab(lab, notebook):
             n_widgets = page.locator(".jp-Notebook .jupyter-widgets").count()
         finally:
             browser.close()
+            _shutdown_kernels(base, token)
     timings["total"] = time.monotonic() - t0
     print(f"\nbrowser test on {label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
           + f"; slider {value_before!r} -> {value_after!r}; {n_widgets} widget elements")
@@ -272,3 +320,102 @@ def test_widget_notebook_in_jupyterlab(lab, notebook):
     views = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
                 for c in cells for o in c["outputs"])
     assert views >= 1 and n_widgets >= views, f"{views} widget outputs, {n_widgets} rendered"
+
+
+def _problems(page):
+    """Error outputs and widgets shown as text, as (cell number, what) pairs."""
+    cells = page.evaluate(JS_OUTPUTS)
+    errors = [(c["index"] + 1, f"{o.get('ename')}: {o.get('evalue')}")
+              for c in cells for o in c["outputs"] if o.get("output_type") == "error"]
+    texts = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output",
+                                      "els => els.map(e => e.innerText)")
+    as_text = [t[:120] for t in texts if any(w in t for w in WIDGET_AS_TEXT)]
+    views = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                for c in cells for o in c["outputs"])
+    return errors, as_text, views
+
+
+@pytest.mark.parametrize("name", [p.name for p in COURSE] or ["widget_fixture.ipynb"])
+def test_every_notebook_runs_in_jupyterlab(lab, lab_root, name):
+    """Run All of each notebook in the browser: no error output, every widget rendered, and the
+    exercise lines of the learner edition say "not attempted" rather than failing."""
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            timings = _open_and_run(page, base, token, name)
+            page.wait_for_timeout(500)
+            errors, as_text, views = _problems(page)
+            n_widgets = page.locator(".jp-Notebook .jupyter-widgets").count()
+            n_images = page.locator(".jp-Notebook .jp-OutputArea img").count()
+            text = "\n".join(page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output",
+                                                       "els => els.map(e => e.innerText)"))
+            stem = pathlib.Path(name).stem
+            page.screenshot(path=str(ARTIFACTS / f"run_all_{stem}.png"))
+            sliders = page.locator(".jp-Notebook .widget-slider")
+            move = _move_slider(page, sliders.first, stem) if sliders.count() else None
+            errors_after, _, _ = _problems(page)
+        finally:
+            browser.close()
+            _shutdown_kernels(base, token)
+    print(f"\n{name}: open {timings['open']:.1f} s, run all {timings['run all']:.1f} s, "
+          f"{n_images} images, {views} widget outputs"
+          + (f", slider {move['values'][0]!r} -> {move['values'][1]!r}: new image in "
+             f"{move['seconds']:.2f} s" if move else ""))
+    assert not errors, f"{name}: cells show errors: {errors}"
+    assert not as_text, f"{name}: widgets shown as text (front end missing?): {as_text}"
+    assert n_widgets >= views, f"{name}: {views} widget outputs, {n_widgets} rendered"
+    assert n_images >= 1, f"{name}: no figure rendered"
+    if move:
+        assert move["images"][0] != move["images"][1], f"{name}: moving the slider did not redraw the plot"
+        assert not errors_after, f"{name}: errors after moving the slider: {errors_after}"
+    if COURSE and COURSE[0].parent.name == "notebooks":
+        assert "not attempted" in text and "] failed" not in text, \
+            f"{name}: the learner edition's exercise lines should all say 'not attempted'"
+
+
+WRONG_ANSWER = """def count_states(num_prompts, vocab_size, horizon):
+    return num_prompts * sum(vocab_size ** t for t in range(horizon))"""
+
+
+@pytest.mark.skipif(not any(p.name.startswith("00_") for p in COURSE), reason="no notebook 00")
+def test_a_wrong_answer_gets_a_hint_in_the_browser(lab, lab_root):
+    """A learner types a classic mistake into exercise 00.1 and runs it: the check cell answers
+    with a line naming the mistake, not a traceback."""
+    from playwright.sync_api import sync_playwright
+
+    name = next(p.name for p in COURSE if p.name.startswith("00_"))
+    base, token = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _open_and_run(page, base, token, name)
+            index = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+                .findIndex(c => c.model.sharedModel.getSource().startsWith('def count_states('))""")
+            assert index >= 0, "exercise 00.1's cell not found"
+            page.evaluate("""([i, src]) => {
+                const nb = window.jupyterapp.shell.currentWidget.content;
+                nb.widgets[i].model.sharedModel.setSource(src);
+                nb.activeCellIndex = i;
+                return window.jupyterapp.commands.execute('notebook:run-cell-and-select-next');
+            }""", [index, WRONG_ANSWER])
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
+            _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 60, "the kernel after the check")
+            page.wait_for_timeout(500)
+            check = page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
+            check.scroll_into_view_if_needed()
+            out = check.locator(".jp-OutputArea-output").first.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "wrong_answer_hint.png"))
+            errors, _, _ = _problems(page)
+        finally:
+            browser.close()
+            _shutdown_kernels(base, token)
+    print(f"\nhint shown: {out.strip()[:300]}")
+    assert "[exercise 00.1] failed" in out, out
+    assert "Traceback" not in out and not errors, (out, errors)
+    assert len(out.split("failed:", 1)[1].strip()) > 40, f"the hint is too short to help: {out!r}"
