@@ -27,3 +27,9 @@ def random_tabular(mdp, seed, scale=1.5):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_generate_tests(metafunc):
+    """Classes deriving from exercise_contract.ExerciseContract run once per exercise of RIGHT."""
+    if "exercise_id" in metafunc.fixturenames and metafunc.cls is not None:
+        metafunc.parametrize("exercise_id", sorted(metafunc.cls.RIGHT))

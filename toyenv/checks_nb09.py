@@ -182,6 +182,8 @@ def check_mystery_labels(fn):
     got = case.call(fn)
     truth = _answers()
     diagnoses = _build()["diagnoses"]
+    if got is None:
+        raise Failed("your function returned None: did you forget to `return` the dict of labels?")
     if not isinstance(got, dict):
         raise Failed(f"return a dict such as {{'A': 'reshaping', 'B': ...}}, not a {type(got).__name__}")
     got = {str(k).strip().upper(): v for k, v in got.items()}
