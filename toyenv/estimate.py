@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from .exact import _probs_of, check_eps, sample_pairs_from_probs, trajectory_probs_from
+from .exact import _probs_of, check_count, check_eps, sample_pairs_from_probs, trajectory_probs_from
 
 KINDS = ("unbiased", "plugin")
 
@@ -52,15 +52,6 @@ def _check_mass(eps, name="eps") -> np.ndarray:
     return e
 
 
-def _check_count(k, name="k") -> np.ndarray:
-    k_arr = np.asarray(k)
-    if k_arr.dtype.kind not in "iu" and not (k_arr.dtype.kind == "f" and np.all(k_arr == np.round(k_arr))):
-        raise TypeError(f"{name} must be a positive integer (or an array of them), got {k!r}")
-    if np.any(k_arr < 1):
-        raise ValueError(f"{name} must be >= 1, got {k!r}")
-    return k_arr.astype(np.int64)
-
-
 def _scalar(x):
     x = np.asarray(x)
     return x.item() if x.ndim == 0 else x
@@ -73,7 +64,7 @@ def detection_prob(eps, k):
     Broadcasts over ``eps`` and ``k``. Computed as −expm1(k·log1p(−ε)), accurate for tiny ε.
     """
     e = _check_mass(eps)
-    k_arr = _check_count(k)
+    k_arr = check_count(k)
     with np.errstate(divide="ignore"):
         return _scalar(-np.expm1(k_arr * np.log1p(-e)))
 
@@ -86,7 +77,7 @@ def detectable_mass(k, confidence: float = 0.95, approx: bool = False):
     for c = 0.95. A behaviour rarer than ε_k is missed entirely with probability above 1 − c.
     """
     c = _check_confidence(confidence)
-    k_arr = _check_count(k).astype(float)
+    k_arr = check_count(k).astype(float)
     if approx:
         return _scalar(-math.log1p(-c) / k_arr)
     return _scalar(-np.expm1(math.log1p(-c) / k_arr))
@@ -126,7 +117,7 @@ def pass_at_k_estimator(n: int, c, k: int, kind: str = "unbiased"):
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     n = int(n)
-    k = int(_check_count(k))
+    k = int(check_count(k))
     c_arr = np.asarray(c)
     if c_arr.dtype.kind not in "iu" and not np.all(c_arr == np.round(c_arr)):
         raise TypeError(f"c counts correct samples: integers, got {c!r}")
@@ -181,7 +172,7 @@ def estimator_std(n: int, p: float, k: int, kind: str = "unbiased") -> float:
 def sample_per_prompt(pi, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` completions for every prompt, as terminal pairs ``(states [P, n], actions [P, n])``."""
     mdp, p = _probs_of(pi)
-    n = int(_check_count(n, "n"))
+    n = int(check_count(n, "n"))
     s, a = sample_pairs_from_probs(mdp, p, n * mdp.num_prompts, seed=seed,
                                    prompts=np.repeat(np.arange(mdp.num_prompts), n))
     return s.reshape(mdp.num_prompts, n), a.reshape(mdp.num_prompts, n)
@@ -203,7 +194,7 @@ def sampled_pass_at_k(pi, n: int, k, seed: int = 0, kind: str = "unbiased", per_
     """
     mdp = pi.mdp
     c = success_counts(pi, n, seed)
-    ks = np.atleast_1d(_check_count(k))
+    ks = np.atleast_1d(check_count(k))
     est = np.stack([np.asarray(pass_at_k_estimator(n, c, int(kk), kind), float) for kk in ks], 1)  # [P, K]
     out = est if per_prompt else mdp.prompt_weights @ est
     if np.ndim(k) == 0:
@@ -217,7 +208,7 @@ def sampled_pass_at_k_std(pi, n: int, k, kind: str = "unbiased") -> np.ndarray |
     from .exact import success_prob
     p = success_prob(pi)
     w = pi.mdp.prompt_weights
-    ks = np.atleast_1d(_check_count(k))
+    ks = np.atleast_1d(check_count(k))
     var = np.array([sum(wx**2 * estimator_std(n, float(px), int(kk), kind) ** 2 for wx, px in zip(w, p))
                     for kk in ks])
     return _scalar(np.sqrt(var) if np.ndim(k) else np.sqrt(var[0]))
@@ -250,7 +241,7 @@ def empirical_occupancy(mdp, states, actions) -> np.ndarray:
 def sampled_occupancy(pi, n: int, seed: int = 0) -> np.ndarray:
     """:func:`empirical_occupancy` of ``n`` completions of ``pi`` (prompts from D(x)). ``[S, V]``."""
     mdp, p = _probs_of(pi)
-    s, a = sample_pairs_from_probs(mdp, p, int(_check_count(n, "n")), seed=seed)
+    s, a = sample_pairs_from_probs(mdp, p, int(check_count(n, "n")), seed=seed)
     return empirical_occupancy(mdp, s, a)
 
 
@@ -276,7 +267,7 @@ def expected_distinct(pi, n: int, correct_only: bool = False) -> np.ndarray:
     t = trajectory_probs_from(mdp, p)
     mask = mdp.correct if correct_only else mdp.terminal
     s, a = np.nonzero(mask)
-    w = -np.expm1(int(_check_count(n, "n")) * np.log1p(-np.minimum(t[s, a], 1.0)))
+    w = -np.expm1(int(check_count(n, "n")) * np.log1p(-np.minimum(t[s, a], 1.0)))
     return np.bincount(mdp.prompt_of[s], weights=w, minlength=mdp.num_prompts)
 
 
@@ -314,7 +305,7 @@ def expected_missing_mass(pi, n: int, good_turing_estimate: bool = False) -> np.
     mdp, p = _probs_of(pi)
     t = trajectory_probs_from(mdp, p)
     s, a = np.nonzero(mdp.terminal)
-    n = int(_check_count(n, "n"))
+    n = int(check_count(n, "n"))
     e = n - 1 if good_turing_estimate else n
     w = t[s, a] * (1.0 - t[s, a]) ** e
     return np.bincount(mdp.prompt_of[s], weights=w, minlength=mdp.num_prompts)

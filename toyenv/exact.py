@@ -277,17 +277,18 @@ def success_value(pi) -> tuple[np.ndarray, np.ndarray]:
     return V, Q
 
 
-def _check_k(k) -> np.ndarray:
+def check_count(k, name: str = "k") -> np.ndarray:
+    """``k`` (an int or an array of ints, e.g. a sample count) as int64, else a clear error."""
     k_arr = np.asarray(k)
     if k_arr.dtype.kind not in "iu" and not (k_arr.dtype.kind == "f" and np.all(k_arr == np.round(k_arr))):
-        raise TypeError(f"k must be a positive integer (or an array of them), got {k!r}")
+        raise TypeError(f"{name} must be a positive integer (or an array of them), got {k!r}")
     if np.any(k_arr < 1):
-        raise ValueError(f"k must be >= 1, got {k!r}")
+        raise ValueError(f"{name} must be >= 1, got {k!r}")
     return k_arr.astype(np.int64)
 
 
 def pass_at_k_from_success(success: np.ndarray, weights: np.ndarray, k) -> np.ndarray | float:
-    k_arr = _check_k(k)
+    k_arr = check_count(k)
     fail = np.clip(1.0 - np.asarray(success)[:, None], 0.0, 1.0) ** k_arr.reshape(1, -1)   # [P, K]
     out = weights @ (1.0 - fail)
     return float(out[0]) if k_arr.ndim == 0 else out.reshape(k_arr.shape)
@@ -301,7 +302,7 @@ def pass_at_k(pi, k, per_prompt: bool = False):
     mdp, p = _probs_of(pi)
     succ = success_from_probs(mdp, p)
     if per_prompt:
-        k_arr = _check_k(k)
+        k_arr = check_count(k)
         out = 1.0 - (1.0 - succ[:, None]) ** k_arr.reshape(1, -1)
         return out[:, 0] if k_arr.ndim == 0 else out.reshape((mdp.num_prompts,) + k_arr.shape)
     return pass_at_k_from_success(succ, mdp.prompt_weights, k)
@@ -323,7 +324,7 @@ def distinct_correct(pi, eps: float | None = None, k: int | None = None) -> np.n
     s, a = np.nonzero(mdp.correct)
     if (eps is None) == (k is None):
         raise ValueError("pass exactly one of eps= (a support threshold) or k= (a sample count)")
-    w = (t[s, a] >= check_eps(eps)).astype(float) if eps is not None else 1 - (1 - t[s, a]) ** int(_check_k(k))
+    w = (t[s, a] >= check_eps(eps)).astype(float) if eps is not None else 1 - (1 - t[s, a]) ** int(check_count(k))
     return np.bincount(mdp.prompt_of[s], weights=w, minlength=mdp.num_prompts)
 
 
