@@ -5,6 +5,7 @@ kernel (kernel start-up excluded, as a learner's kernel is already running), and
 edition. Run with `make bench` or `python tests/benchmarks/bench_notebooks.py [NOTEBOOK ...]`.
 """
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ def run_all(path):
     """Seconds to execute every cell of `path` in a fresh kernel (start-up not counted)."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    with client.setup_kernel():
+    with client.setup_kernel(stderr=subprocess.DEVNULL):          # the kernel's start-up chatter
         t0 = time.perf_counter()
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
