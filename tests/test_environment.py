@@ -37,3 +37,13 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make lab" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_readme_layout_names_every_module():
+    """A maintainer finds every toyenv module in the README's layout table (checks_nbNN.py as `checks*.py`)."""
+    layout = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `toyenv/`"))
+    modules = sorted(p.name for p in (ROOT / "toyenv").glob("*.py")
+                     if p.name not in ("__init__.py", "__main__.py") and not p.name.startswith("checks"))
+    missing = [m for m in modules if f"`{m}`" not in layout]
+    assert not missing, f"add {missing} to the toyenv/ row of the README's layout table"
+    assert "`checks*.py`" in layout
