@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# as root (a container), JupyterLab refuses to start without --allow-root; LAB_ARGS passes more options,
+# e.g. make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
 lab: install
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser-deps
 	MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
