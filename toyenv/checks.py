@@ -642,11 +642,14 @@ def check_effective_support(fn):
                 })
     return (f"{len(cases)} cases: ties at eps, zero-weight prompts, the smallest non-zero occupancy "
             "and eps = 1")
-from . import checks_nb07  # noqa: E402,F401
-from . import checks_nb08  # noqa: E402,F401
+
+
+# The checks of notebooks 03-10 live in one module per notebook; importing them registers them here.
 from . import checks_nb03  # noqa: E402,F401
 from . import checks_nb04  # noqa: E402,F401
-from . import checks_nb10  # noqa: E402,F401
-from . import checks_nb09  # noqa: E402,F401
 from . import checks_nb05  # noqa: E402,F401
 from . import checks_nb06  # noqa: E402,F401
+from . import checks_nb07  # noqa: E402,F401
+from . import checks_nb08  # noqa: E402,F401
+from . import checks_nb09  # noqa: E402,F401
+from . import checks_nb10  # noqa: E402,F401
