@@ -1,0 +1,43 @@
+"""Every notebook's exercises against its checks: in solutions/ each passes, in notebooks/ each
+stub is "not attempted", and each notebook checks exactly the exercises registered for it.
+
+Only the notebook's first code cell (its imports) and its exercise cells are executed, so this runs
+in seconds; nbval and the grader run the notebooks whole.
+"""
+import json
+import pathlib
+import re
+
+import pytest
+
+from toyenv import checks
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STEMS = sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _exercise_functions(path):
+    """Execute the imports and the exercise cells of a notebook; return their namespace and the
+    function each check cell passes to its check."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    ns, checked = {}, {}
+    for i, cell in enumerate(cells):
+        src = "".join(cell["source"])
+        if i == 0 or "### BEGIN SOLUTION" in src or "YOUR CODE HERE" in src:
+            exec(compile(src, str(path), "exec"), ns)      # noqa: S102 - test code reading our notebook
+        for id, name in re.findall(r"check\(\"(\d\d\.\d+)\", (\w+)\)", src):
+            checked[id] = name
+    return ns, checked
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_notebook_solutions_pass_and_learner_stubs_are_not_attempted(stem):
+    ids = checks.exercises_of(stem)
+    assert ids, f"no exercise registered for {stem}"
+    for edition, want in (("solutions", "passed"), ("notebooks", "not attempted")):
+        path = ROOT / edition / f"{stem}.ipynb"
+        ns, checked = _exercise_functions(path)
+        assert sorted(checked) == ids, f"{path} must check exactly the exercises {ids}"
+        for id in ids:
+            res = checks.check(id, ns[checked[id]], quiet=True)
+            assert res.status == want, (edition, id, res.line())
