@@ -822,6 +822,20 @@ def mark_crossovers(ax, ks, ref_label, ref_values, label, values, color, *, anno
     return found, arts
 
 
+def style_pass_at_k_axes(ax, title, ks=None):
+    """The pass@k axes every pass@k figure and widget shares: log k, probability, grid, legend
+    (call after the curves are drawn); returns the title."""
+    ax.set_xscale("log")
+    if ks is not None:
+        ax.set_xlim(ks.min(), ks.max())
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("k (samples per prompt, log scale)")
+    ax.set_ylabel("pass@k (probability)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return ax.set_title(title, fontsize=10)
+
+
 def plot_pass_at_k(policies, ax=None, *, ks=None, title=None, mark=True) -> PassAtKArtists:
     """Exact pass@k = sum_x D(x) [1 - (1 - p_x)^k] on a log-k axis, for several policies.
 
@@ -852,14 +866,7 @@ def plot_pass_at_k(policies, ax=None, *, ks=None, title=None, mark=True) -> Pass
             if f:   # the legend names the crossing k, so several crossovers stay legible
                 lines[label].set_label(f"{label} (crosses {ref_label} at k ≈ "
                                        + ", ".join(f"{c.k:.2g}" for c in f) + ")")
-    ax.set_xscale("log")
-    ax.set_xlim(ks.min(), ks.max())
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("k (samples per prompt, log scale)")
-    ax.set_ylabel("pass@k (probability)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
-    t = ax.set_title(title or "Exact pass@k (§7.2.1): base vs trained, crossover marked", fontsize=10)
+    t = style_pass_at_k_axes(ax, title or "Exact pass@k (§7.2.1): base vs trained, crossover marked", ks)
     return PassAtKArtists(ax, ks, lines, values, found, arts, ref_label, t)
 
 

@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 
 from . import plots
 from .exact import kl, occupancy, pass_at_k, role_of, success_prob
-from .plots import PALETTE, ROLE_COLORS
+from .plots import PALETTE, ROLE_COLORS, style_pass_at_k_axes
 
 __all__ = ["App", "occupancy_explorer", "beta_explorer", "pass_at_k_explorer", "method_world_chooser"]
 
@@ -424,14 +424,7 @@ def beta_explorer(runs_by_beta: dict, *, base=None, ks=None, dpi: float = 90.0, 
     (sel,) = a2.plot(ks, pk[0], color=PALETTE["orange"], lw=2.4, zorder=4, label="selected β")
     (xmark,) = a2.plot([], [], "o", ms=8, mfc="white", mec=PALETTE["orange"], mew=2, zorder=5)
     (xline,) = a2.plot([ks[0], ks[0]], [0, 1.02], ls=":", color=PALETTE["orange"], lw=1, zorder=2)
-    a2.set_xscale("log")
-    a2.set_xlim(ks.min(), ks.max())
-    a2.set_ylim(0, 1.02)
-    a2.set_xlabel("k (samples per prompt, log scale)")
-    a2.set_ylabel("pass@k (probability)")
-    a2.grid(True, alpha=0.3)
-    a2.legend(loc="lower right", fontsize=8, frameon=False)
-    a2.set_title("Exact pass@k of the final policy (§7.2.1); grey: other β", fontsize=10)
+    style_pass_at_k_axes(a2, "Exact pass@k of the final policy (§7.2.1); grey: other β", ks)
     info = W.HTML()
 
     def apply(v):
@@ -511,14 +504,7 @@ def pass_at_k_explorer(policies_or_run, *, base=None, ks=None, k=None, dpi: floa
     (sel,) = a1.plot(ks, table[-1], color=PALETTE["orange"], lw=2.4, label="selected step", zorder=4)
     (xmark,) = a1.plot([], [], "o", ms=8, mfc="white", mec=PALETTE["orange"], mew=2, zorder=5)
     (kline,) = a1.plot([k0, k0], [0, 1.02], color=PALETTE["blue"], lw=1.2, alpha=0.7, zorder=2)
-    a1.set_xscale("log")
-    a1.set_xlim(ks.min(), ks.max())
-    a1.set_ylim(0, 1.02)
-    a1.set_xlabel("k (samples per prompt, log scale)")
-    a1.set_ylabel("pass@k (probability)")
-    a1.grid(True, alpha=0.3)
-    a1.legend(loc="lower right", fontsize=8, frameon=False)
-    a1.set_title("Exact pass@k (§7.2.1); snapshots in grey, blue line: chosen k", fontsize=10)
+    style_pass_at_k_axes(a1, "Exact pass@k (§7.2.1); snapshots in grey, blue line: chosen k", ks)
     (l1,) = a2.plot(steps, table[:, 0], "o-", color=PALETTE["orange"], lw=2, ms=4, label="pass@1")
     (lk,) = a2.plot(steps, table[:, kidx[k0]], "s-", color=PALETTE["blue"], lw=2, ms=4, label="pass@k (chosen k)")
     a2.axhline(pk_base[0], color=PALETTE["orange"], ls="--", lw=1, alpha=0.8)
@@ -615,13 +601,7 @@ def method_world_chooser(results: dict, *, eps: float = 1e-3, ks=None, dpi: floa
     (p0,) = a2.plot([], [], "--", color="black", lw=2, label="start")
     (p1,) = a2.plot([], [], color=PALETTE["orange"], lw=2.4, label="final")
     (xmark,) = a2.plot([], [], "o", ms=8, mfc="white", mec=PALETTE["orange"], mew=2)
-    a2.set_xscale("log")
-    a2.set_ylim(0, 1.02)
-    a2.set_xlabel("k (samples per prompt, log scale)")
-    a2.set_ylabel("pass@k (probability)")
-    a2.grid(True, alpha=0.3)
-    a2.legend(loc="lower right", fontsize=8, frameon=False)
-    a2.set_title("exact pass@k (§7.2.1)", fontsize=10)
+    style_pass_at_k_axes(a2, "exact pass@k (§7.2.1)")
     total = max(3 * next(iter(results.values())).policy.mdp.terminal.size, 10)
     bars, vals = _counts_panel(a3, total)
     a3.set_title(f"support change, start → final, ε = {eps:.0e}", fontsize=9)
