@@ -211,8 +211,8 @@ def hint_run(kind, seed=0, learn_hint=False):
 
 
 def _informative(pb, ph, q, K=8):
-    p = (1 - q) * pb + q * ph
-    return 1 - p ** K - (1 - p) ** K
+    """Notebook 06's groups with signal: rollouts hinted with probability q."""
+    return toyenv.informative_group_prob((1 - q) * pb + q * ph, K)
 
 
 def test_06_1_values_and_groups_with_signal():

@@ -18,13 +18,6 @@ def _one_thread():
         yield
 
 
-def held_out_rate(before, after, eps, prompts):
-    """Notebook 07's monitoring quantity (exercise 07.2), from the package's attrited set."""
-    ch = toyenv.support_change(before, after, eps)
-    rows = np.isin(before.mdp.prompt_of, prompts)
-    return ch.before.sa[ch.attrited & rows[:, None]].sum() / ch.before.sa[rows].sum()
-
-
 # =========================================================================================== 07
 @pytest.fixture(scope="module")
 def nb07():
@@ -70,7 +63,7 @@ def test_07_tabular_leaves_family_b_exactly_alone(nb07):
     for eps in np.logspace(-8, 0, 65):
         ch = toyenv.support_change(tab, after, eps)
         assert not ch.attrited[on_B].any()
-        assert held_out_rate(tab, after, eps, nb07["B"]) == 0.0
+        assert toyenv.held_out_attrition(tab, after, eps, nb07["B"]) == 0.0
     assert toyenv.support_change(tab, after, 1e-3).attrited[~on_B].sum() > 10
 
 
@@ -140,13 +133,13 @@ def test_07_held_out_monitoring(nb07):
     shows as heavy attrition between eps = 3e-3 and 1e-2."""
     tf, runs, B, mdp = nb07["tf"], nb07["runs"], nb07["B"], nb07["mdp"]
     for k in ("rl", "sft-likely"):
-        rates = [held_out_rate(tf, pi, 1e-3, B) for _, pi in runs[k].snapshots]
+        rates = [toyenv.held_out_attrition(tf, pi, 1e-3, B) for _, pi in runs[k].snapshots]
         assert rates[0] == 0.0 and rates[-1] > 0.3 and rates[-1] == max(rates)
     un = runs["sft-unlikely"].policy
-    assert held_out_rate(tf, un, 1e-3, B) < 0.15
+    assert toyenv.held_out_attrition(tf, un, 1e-3, B) < 0.15
     assert 0.02 < toyenv.family_success(un)[1] < 0.05
     for eps in (3e-3, 1e-2):
-        assert held_out_rate(tf, un, eps, B) > 0.3
+        assert toyenv.held_out_attrition(tf, un, eps, B) > 0.3
     # B's correct path keeps occupancy >= 1e-3 under SFT on 'a c'
     occ = toyenv.occupancy(un)
     for prompt in B:

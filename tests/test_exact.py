@@ -243,3 +243,41 @@ def test_reach_vectorised_equals_definition():
         assert r[s] == pytest.approx(want, abs=1e-15)
     occ = occupancy_from_probs(mdp, p)
     assert occ.sa.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 6])
+def test_informative_group_prob_against_enumerated_groups(K):
+    """1 - p^K - (1-p)^K equals the summed probability of every outcome of K rollouts that mixes a
+    success and a failure (the GRPO groups with a gradient)."""
+    import itertools
+    for p in (0.0, 4e-6, 0.3, 0.5, 1.0):
+        brute_force = sum(np.prod([p if o else 1 - p for o in outcome])
+                          for outcome in itertools.product((0, 1), repeat=K) if 0 < sum(outcome) < K)
+        assert toyenv.informative_group_prob(p, K) == pytest.approx(brute_force, abs=1e-15)
+    np.testing.assert_allclose(toyenv.informative_group_prob(np.array([0.2, 0.7]), K),
+                               [toyenv.informative_group_prob(0.2, K), toyenv.informative_group_prob(0.7, K)])
+    with pytest.raises(ValueError, match="success probability"):
+        toyenv.informative_group_prob(1.5, K)
+
+
+def test_held_out_attrition_against_a_loop_over_pairs():
+    """The attrition rate of held-out prompts equals its definition summed pair by pair, and the
+    right answer of exercise 07.2's check."""
+    from toyenv.checks_nb07 import held_out_variant
+    mdp = toyenv.make("two-skills")
+    before, after = mdp.base_policy(), toyenv.TabularPolicy(mdp, seed=4, scale=2.0)
+    d0, d1 = toyenv.occupancy(before).sa, toyenv.occupancy(after).sa
+    for eps in (1e-4, 1e-3, 1e-2):
+        for prompts in ([4, 5, 6, 7], [0], list(range(mdp.num_prompts))):
+            num = den = 0.0
+            for s in range(mdp.num_states):
+                if mdp.prompt_of[s] in prompts:
+                    for a in range(mdp.vocab_size):
+                        den += d0[s, a]
+                        num += d0[s, a] if (d0[s, a] >= eps and d1[s, a] < eps) else 0.0
+            got = toyenv.held_out_attrition(before, after, eps, prompts)
+            assert got == pytest.approx(num / den, rel=1e-12, abs=1e-15)
+            assert got == pytest.approx(held_out_variant(mdp, d0, d1, eps, prompts), rel=1e-12, abs=1e-15)
+    assert toyenv.held_out_attrition(before, before, 1e-3, [4]) == 0.0
+    with pytest.raises(ValueError, match="selects no prompt"):
+        toyenv.held_out_attrition(before, after, 1e-3, [99])

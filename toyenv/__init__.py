@@ -17,7 +17,8 @@ from .mdp import TokenMDP, tree_size
 from .policies import Policy, TabularPolicy, TransformerPolicy
 from .worlds import describe, make, presets
 from .exact import (Occupancy, SupportChange, distinct_correct, effective_support, entropy,
-                    expected_reward, kl, occupancy, pass_at_k, pass_at_k_unbiased, reach,
+                    expected_reward, held_out_attrition, informative_group_prob, kl, occupancy,
+                    pass_at_k, pass_at_k_unbiased, reach,
                     role_of, sample_pairs, success_prob, success_value, support_change,
                     trajectory_probs, trajectory_support)
 from .train import Run, train
@@ -46,6 +47,6 @@ __all__ = [
     "describe", "Occupancy", "SupportChange", "occupancy", "effective_support", "support_change",
     "trajectory_support", "trajectory_probs", "reach", "success_prob", "expected_reward",
     "success_value", "pass_at_k", "pass_at_k_unbiased", "distinct_correct", "kl", "entropy",
-    "sample_pairs", "role_of",
+    "sample_pairs", "role_of", "held_out_attrition", "informative_group_prob",
 ]
 __version__ = "0.1.0"

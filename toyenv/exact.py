@@ -247,6 +247,20 @@ def support_change(before, after, eps: float) -> SupportChange:
     return SupportChange(eps, b, a, e1 & ~e0, e0 & e1, e0 & ~e1, t1 & ~t0, t0 & t1, t0 & ~t1)
 
 
+def held_out_attrition(before, after, eps: float, prompts) -> float:
+    """Attrition rate of held-out prompts: the share of their old occupancy that lies on attrited
+    pairs (Eq. 8), sum_{(s,a) in A_eps, x(s) in H} d_before(s, a) / sum_{x(s) in H} d_before(s).
+
+    Needs no verifier for the held-out prompts ``prompts`` (indices), only the two policies; the
+    monitoring quantity of notebook 07 (exercise 07.2)."""
+    ch = support_change(before, after, eps)
+    rows = np.isin(ch.before.mdp.prompt_of, np.asarray(prompts, dtype=np.int64))
+    if not rows.any():
+        raise ValueError(f"prompts={prompts!r} selects no prompt: pass prompt indices in "
+                         f"0..{ch.before.mdp.num_prompts - 1}")
+    return float(ch.before.sa[ch.attrited & rows[:, None]].sum() / ch.before.sa[rows].sum())
+
+
 # --------------------------------------------------------------------------- success, pass@k
 def success_prob(pi) -> np.ndarray:
     """Probability that a sampled completion is correct, per prompt ``[P]``."""
@@ -306,6 +320,18 @@ def pass_at_k(pi, k, per_prompt: bool = False):
         out = 1.0 - (1.0 - succ[:, None]) ** k_arr.reshape(1, -1)
         return out[:, 0] if k_arr.ndim == 0 else out.reshape((mdp.num_prompts,) + k_arr.shape)
     return pass_at_k_from_success(succ, mdp.prompt_weights, k)
+
+
+def informative_group_prob(p, group_size: int):
+    """P(a group of ``group_size`` i.i.d. rollouts, each correct with probability ``p``, holds both a
+    success and a failure) = 1 - p^K - (1 - p)^K. Only such a GRPO group has non-zero advantages and
+    carries a gradient (§5.1); with hints, ``p`` is the mixture of hinted and unhinted success."""
+    K = int(check_count(group_size, "group_size"))
+    p = np.asarray(p, dtype=float)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"p is a success probability in [0, 1], got {p!r}")
+    out = 1.0 - p ** K - (1.0 - p) ** K
+    return float(out) if out.ndim == 0 else out
 
 
 def pass_at_k_unbiased(n: int, c: int, k: int) -> float:
