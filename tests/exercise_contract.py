@@ -1,10 +1,10 @@
-"""What every exercise check promises, whatever the exercise (DESIGN §3, exercise scheme).
+"""What every exercise check promises, whatever the exercise (the course's exercise scheme, README "For instructors").
 
 A test file subclasses `ExerciseContract` with `RIGHT = {exercise id: a right answer}`; conftest
 parametrizes `exercise_id` over those ids. The hints of each exercise's typical mistakes stay in
 that file.
 """
-from toyenv import checks
+from toyenv.course import checks
 
 
 def stub(*args, **kwargs):

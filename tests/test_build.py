@@ -12,8 +12,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from toyenv import build
-from toyenv.build import BuildError, KERNELSPEC
+from toyenv.course import build
+from toyenv.course.build import BuildError, KERNELSPEC
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COURSE = sorted((ROOT / "solutions").glob("*.ipynb")) + sorted((ROOT / "notebooks").glob("*.ipynb"))

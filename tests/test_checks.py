@@ -9,9 +9,9 @@ code that really produces it.
 import numpy as np
 import pytest
 
-from toyenv import checks
+from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
-from toyenv.checks import Case, CheckResult, Failed, compare, exercise
+from toyenv.course.checks import Case, CheckResult, Failed, compare, exercise
 
 
 
@@ -270,7 +270,7 @@ def test_a_new_check_in_the_same_style(capsys):
         assert len(lines) == 3 and all(checks.parse_line(x) for x in lines)
     finally:
         checks.EXERCISES.pop("98.1")
-        checks._CHECKS.pop("98.1")
+        checks.framework._CHECKS.pop("98.1")
 
 
 def test_a_bug_in_a_check_is_still_one_line(capsys):
@@ -283,7 +283,7 @@ def test_a_bug_in_a_check_is_still_one_line(capsys):
         assert len(capsys.readouterr().out.splitlines()) == 1
     finally:
         checks.EXERCISES.pop("98.2")
-        checks._CHECKS.pop("98.2")
+        checks.framework._CHECKS.pop("98.2")
 
 
 def test_endless_loop_is_stopped_with_a_hint():

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import toyenv
-from toyenv import checks
+from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
-from toyenv.checks_nb03 import _demo_cases, token_targets_variant
+from toyenv.course.checks.nb03 import _demo_cases, token_targets_variant
 from toyenv.methods import token_targets
 
 
@@ -76,8 +76,8 @@ def test_reference_variants_are_the_package():
                                    atol=1e-15)
     g = torch.Generator().manual_seed(0)
     lw, ll, rw, rl = (torch.randn(7, generator=g, dtype=torch.float64) for _ in range(4))
-    from toyenv.checks_nb04 import dpo_variant
-    from toyenv.losses import dpo_loss
+    from toyenv.course.checks.nb04 import dpo_variant
+    from toyenv.methods.losses import dpo_loss
     assert dpo_variant(lw, ll, rw, rl, 0.3) == pytest.approx(float(dpo_loss(lw, ll, rw, rl, beta=0.3)[0]), abs=1e-14)
 
 
@@ -213,7 +213,7 @@ def test_dpo_naive_log_sigmoid_overflow_is_explained():
 
 
 def test_dpo_loss_at_the_reference_is_log2_in_the_check_case():
-    from toyenv.checks_nb04 import _dpo_cases, dpo_variant
+    from toyenv.course.checks.nb04 import _dpo_cases, dpo_variant
     lw, ll, rw, rl, beta = _dpo_cases()[1].args
     assert dpo_variant(lw.numpy(), ll.numpy(), rw.numpy(), rl.numpy(), beta) == pytest.approx(math.log(2), abs=1e-15)
 

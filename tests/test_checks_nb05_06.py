@@ -9,7 +9,7 @@ checks' variant functions, so each hint is tested against code that really produ
 import numpy as np
 import pytest
 
-from toyenv import checks
+from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
 
 STEMS = {"05": "05_onpolicy_rl_reshaping", "06": "06_guided_rl_and_hybrids"}

@@ -8,9 +8,9 @@ produces it.
 import numpy as np
 import pytest
 
-from toyenv import checks
+from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
-from toyenv.exact import kl_per_state, occupancy_from_probs
+from toyenv.core.exact import kl_per_state, occupancy_from_probs
 
 
 # ------------------------------------------------------------------------------ right answers

@@ -6,14 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from toyenv import checks
+from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
-from toyenv.checks_nb09 import LABELS, _build, dominant_role
+from toyenv.course.checks.nb09 import LABELS, _build, dominant_role
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    from toyenv.fit import single_thread
+    from toyenv.methods.fit import single_thread
     with single_thread():
         yield
 

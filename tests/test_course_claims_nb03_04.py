@@ -14,9 +14,9 @@ import torch
 
 import toyenv
 from toyenv import plots
-from toyenv.losses import dpo_loss, sft_loss
+from toyenv.methods.losses import dpo_loss, sft_loss
 from toyenv.methods import token_targets
-from toyenv.policies import sequence_log_prob
+from toyenv.core.policies import sequence_log_prob
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import pytest
 
 import toyenv
 from toyenv import plots
-from toyenv.losses import exact_policy_gradient
+from toyenv.methods.losses import exact_policy_gradient
 
 SEEDS = (0, 1, 2)
 
@@ -62,7 +62,7 @@ def beta_runs():
 # =========================================================================================== 05
 def test_05_1_group_advantage_example():
     """05 §2: one success in eight gets 2.646, the others -0.378; a third of the groups are flat."""
-    from toyenv.losses import group_advantages
+    from toyenv.methods.losses import group_advantages
     adv, info = group_advantages(np.array([[0] * 8, [1] + [0] * 7, [1, 1, 0, 1, 0, 1, 1, 0]]))
     np.testing.assert_allclose(adv[1], [np.sqrt(7)] + [-1 / np.sqrt(7)] * 7, rtol=1e-5)
     assert np.all(adv[0] == 0) and info["zero_variance_groups"] == pytest.approx(1 / 3)

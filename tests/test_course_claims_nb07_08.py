@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import toyenv
-from toyenv.exact import kl_per_state
-from toyenv.fit import single_thread
+from toyenv.core.exact import kl_per_state
+from toyenv.methods.fit import single_thread
 
 
 @pytest.fixture(autouse=True)

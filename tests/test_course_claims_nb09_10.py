@@ -9,13 +9,13 @@ import pytest
 
 import toyenv
 from toyenv import estimate
-from toyenv.checks_nb09 import LABELS, _build, dominant_role, mystery_runs
-from toyenv.rlhf import peak
+from toyenv.course.checks.nb09 import LABELS, _build, dominant_role, mystery_runs
+from toyenv.analysis.experiments import peak
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    from toyenv.fit import single_thread
+    from toyenv.methods.fit import single_thread
     with single_thread():
         yield
 

@@ -5,17 +5,17 @@ import torch
 
 import brute
 import toyenv
-from toyenv.distill import (distill, distill_loss, distill_weights, generalized_jsd, imitation_loss,
-                            mode_scan, prompt_map, state_map, teacher_view, token_divergence,
-                            visit_counts)
-from toyenv.exact import sample_pairs_from_probs
-from toyenv.fit import base_transformer, fit
+from toyenv.analysis.experiments import mode_scan
+from toyenv.methods.distill import (distill, distill_loss, distill_weights, generalized_jsd, imitation_loss,
+                                   prompt_map, state_map, teacher_view, token_divergence, visit_counts)
+from toyenv.core.exact import sample_pairs_from_probs
+from toyenv.methods.fit import base_transformer, fit
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny models: one intra-op thread avoids oversubscription on a busy 2-core machine."""
-    from toyenv.fit import single_thread
+    from toyenv.methods.fit import single_thread
     with single_thread():
         yield
 
@@ -183,7 +183,7 @@ def test_distill_errors_name_the_fix():
 
 # --------------------------------------------------------------------------- F8: forward vs reverse
 def test_mode_scan_forward_covers_reverse_seeks():
-    """FINDINGS F8. A memoryless student cannot hold "a b" and "b a" without "a a" and "b b".
+    """Mode covering vs mode seeking (GKD; MiniLLM, ref [6]). A memoryless student cannot hold "a b" and "b a" without "a a" and "b b".
     Forward KL(T‖S) is smallest for the spread student (mass between the modes); reverse KL(S‖T)
     is smallest for the one-mode student (the other mode dropped)."""
     r = mode_scan()

@@ -113,4 +113,11 @@ def test_custom_world_with_scalar_verifier():
     mdp = toyenv.TokenMDP(("a", "b", "<eos>"), 2, 3, ("x", "y"),
                           verifier=lambda x, toks: float(toks[:1] == (x,)))
     assert mdp.reward(0, (0, 2)) == 1.0 and mdp.reward(1, (0, 2)) == 0.0
+    # a custom world has no pretrained policy unless it is given one; the error says how
+    with pytest.raises(ValueError, match="base_factory="):
+        mdp.base_policy()
+    uniform = toyenv.TabularPolicy(mdp, logits=np.zeros((mdp.num_states, mdp.vocab_size)))
+    assert toyenv.success_prob(uniform) == pytest.approx([1 / 3, 1 / 3])
+    mdp = toyenv.TokenMDP(("a", "b", "<eos>"), 2, 3, ("x", "y"), verifier=lambda x, toks: float(toks[:1] == (x,)),
+                          base_factory=lambda m: toyenv.TabularPolicy(m, logits=np.zeros((m.num_states, m.vocab_size))))
     assert toyenv.success_prob(mdp.base_policy()) == pytest.approx([1 / 3, 1 / 3])

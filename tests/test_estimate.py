@@ -1,4 +1,4 @@
-"""Sampled estimators and their exact twins (survey §7.2.1; STYLE: every sampled quantity has an
+"""Sampled estimators and their exact twins (survey §7.2.1; every sampled quantity has an
 exact twin, and a test says they agree within sampling error)."""
 import math
 
@@ -7,12 +7,12 @@ import pytest
 
 import toyenv
 from toyenv import estimate as E
-from toyenv.exact import sample_pairs
+from toyenv.core.exact import sample_pairs
 
 
 # --------------------------------------------------------------------------- detectability
 def test_detection_prob_identities():
-    """1 − (1 − ε)^k; ε_k inverts it exactly; the −ln(1−c)/k approximation (FINDINGS numbers)."""
+    """1 − (1 − ε)^k; ε_k inverts it exactly; the −ln(1−c)/k approximation."""
     assert E.detection_prob(0.5, 1) == pytest.approx(0.5, abs=1e-15)
     assert E.detection_prob(0.1, 3) == pytest.approx(1 - 0.9**3, abs=1e-15)
     assert E.detection_prob(1e-12, 10) == pytest.approx(1e-11, rel=1e-9)      # no cancellation
@@ -77,14 +77,14 @@ def test_unbiased_estimator_matches_the_combinatorial_form():
 
 @pytest.mark.parametrize("n, k", [(1, 1), (10, 3), (40, 10), (100, 100), (256, 64)])
 def test_unbiased_estimator_is_exactly_unbiased(n, k):
-    """E[1 − C(n−c,k)/C(n,k)] = 1 − (1 − p)^k for c ~ Binomial(n, p) (FINDINGS, to 1e-12)."""
+    """E[1 − C(n−c,k)/C(n,k)] = 1 − (1 − p)^k for c ~ Binomial(n, p) (to 1e-12)."""
     for p in (0.0, 1e-4, 0.07, 0.3, 0.9, 1.0):
         assert E.estimator_mean(n, p, k) == pytest.approx(1 - (1 - p) ** k, abs=1e-12)
         assert E.binomial_pmf(n, p).sum() == pytest.approx(1.0, abs=1e-12)
 
 
 def test_plugin_is_biased_low_with_the_findings_numbers():
-    """n=40, k=10, p=0.07: exact 0.5160, plug-in mean 0.4765 (FINDINGS); low for every p (Jensen)."""
+    """n=40, k=10, p=0.07: exact 0.5160, plug-in mean 0.4765 ; low for every p (Jensen)."""
     assert 1 - 0.93**10 == pytest.approx(0.5160, abs=5e-5)
     assert E.estimator_mean(40, 0.07, 10) == pytest.approx(0.5160, abs=5e-5)
     assert E.estimator_mean(40, 0.07, 10, "plugin") == pytest.approx(0.4765, abs=5e-5)

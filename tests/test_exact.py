@@ -5,7 +5,7 @@ import torch
 
 import brute
 import toyenv
-from toyenv.exact import occupancy_from_probs, reach_from_probs
+from toyenv.core.exact import occupancy_from_probs, reach_from_probs
 
 
 def policies_of(mdp):
@@ -263,7 +263,7 @@ def test_informative_group_prob_against_enumerated_groups(K):
 def test_held_out_attrition_against_a_loop_over_pairs():
     """The attrition rate of held-out prompts equals its definition summed pair by pair, and the
     right answer of exercise 07.2's check."""
-    from toyenv.checks_nb07 import held_out_variant
+    from toyenv.course.checks.nb07 import held_out_variant
     mdp = toyenv.make("two-skills")
     before, after = mdp.base_policy(), toyenv.TabularPolicy(mdp, seed=4, scale=2.0)
     d0, d1 = toyenv.occupancy(before).sa, toyenv.occupancy(after).sa

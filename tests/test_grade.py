@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from toyenv import build, grade
+from toyenv.course import build, grade
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REGISTRY = {"99.1": {"notebook": "99_demo", "title": "Double"},

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import toyenv
-from toyenv.losses import (dpo_loss, exact_policy_gradient, exact_rl_loss, group_advantages,
+from toyenv.methods.losses import (dpo_loss, exact_policy_gradient, exact_rl_loss, group_advantages,
                            loo_advantages, policy_gradient_loss, sft_loss, soft_optimum_probs,
                            soft_values)
-from toyenv.methods import _rl_objective, paths, token_targets
+from toyenv.methods.rl import _rl_objective
+from toyenv.methods import paths, token_targets
 
 
 def logit_grad(pi, loss_fn):
@@ -26,7 +27,7 @@ def random_reward(mdp, seed):
 
 # --------------------------------------------------------------------------- SFT
 def test_sft_gradient_is_zero_off_the_demonstrations():
-    """FINDINGS identity: teacher forcing only acts on demonstrated prefixes (§2.3)."""
+    """Identity: teacher forcing only acts on demonstrated prefixes (§2.3)."""
     mdp = toyenv.make("hidden-path")
     pi = toyenv.TabularPolicy(mdp, seed=0)
     demos = toyenv.demonstrations(mdp, 6, seed=0) + pi.sample(6, seed=1)
@@ -81,18 +82,18 @@ def _population_dpo(mdp, pi, p_ref, r, beta, soft):
     labels = 1 / (1 + np.exp(-(rw - rl_))) if soft else (rw > rl_) + 0.5 * (rw == rl_)
     with torch.no_grad():
         ref_lp = ref.log_probs()
-        ref_w = toyenv.policies.sequence_log_prob(mdp, ref_lp, s[iw], a[iw])
-        ref_l = toyenv.policies.sequence_log_prob(mdp, ref_lp, s[il], a[il])
+        ref_w = toyenv.core.policies.sequence_log_prob(mdp, ref_lp, s[iw], a[iw])
+        ref_l = toyenv.core.policies.sequence_log_prob(mdp, ref_lp, s[il], a[il])
 
     def loss_fn(lp):
-        return dpo_loss(toyenv.policies.sequence_log_prob(mdp, lp, s[iw], a[iw]),
-                        toyenv.policies.sequence_log_prob(mdp, lp, s[il], a[il]),
+        return dpo_loss(toyenv.core.policies.sequence_log_prob(mdp, lp, s[iw], a[iw]),
+                        toyenv.core.policies.sequence_log_prob(mdp, lp, s[il], a[il]),
                         ref_w, ref_l, beta=beta, labels=labels, weights=w / w.sum())
     return logit_grad(pi, loss_fn)
 
 
 def test_population_dpo_optimum_is_the_kl_optimum_with_soft_labels_only():
-    """FINDINGS F11: with Bradley-Terry soft labels the population DPO gradient vanishes at
+    """Rafailov et al. 2023 (DPO): with Bradley-Terry soft labels the population DPO gradient vanishes at
     pi* = pi_ref exp(r/beta)/Z; with hard labels it does not (the IPO critique)."""
     mdp = toyenv.make("many-paths", num_prompts=2, num_rare=1)
     p_ref = toyenv.TabularPolicy(mdp, seed=3).probs()

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from toyenv import checks
+from toyenv.course import checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEMS = sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))

@@ -59,7 +59,7 @@ def test_sft_expands_support_to_the_hidden_token_and_rl_sharpens_it(seed):
 
 
 def test_exact_gradient_rl_finds_the_hidden_path():
-    """FINDINGS: the expected gradient is tiny but not zero, and Adam rescales it. Measured with the
+    """The expected gradient is tiny but not zero, and Adam rescales it. Measured with the
     defaults (Adam, lr 0.1, beta 0): success passes 0.5 after 42 steps; sampled RL never does."""
     mdp = toyenv.make("hidden-path")
     base = mdp.base_policy()

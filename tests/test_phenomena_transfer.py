@@ -1,14 +1,15 @@
-"""Phenomena of transfer and attrition, under default settings and other seeds (FINDINGS F7, F8, F10;
+"""Phenomena of transfer and attrition, under default settings and other seeds (GKD ref [60], MiniLLM ref [6], RL's Razor (Shenfeld et al. 2025);
 survey §3.3.4, §3.4, §4.4, §5.4). What is asserted is what the toy shows; where a published finding
 does not hold as stated, the test says what holds instead."""
 import numpy as np
 import pytest
 
 import toyenv
-from toyenv.distill import compare_provenance, distill, mode_scan, teacher_view
-from toyenv.fit import base_transformer
-from toyenv.fit import single_thread
-from toyenv.pipeline import (at_matched_gain, family_demos, family_success, family_task,
+from toyenv.analysis.experiments import compare_provenance, mode_scan
+from toyenv.methods.distill import distill, teacher_view
+from toyenv.methods.fit import base_transformer
+from toyenv.methods.fit import single_thread
+from toyenv.analysis.forgetting import (at_matched_gain, family_demos, family_success, family_task,
                              forgetting, forgetting_curve)
 
 
@@ -129,7 +130,7 @@ def test_scaffold_default_on_policy_leads_only_briefly_and_nothing_after_a_slip(
 
 
 def test_scaffold_recoverable_on_policy_beats_off_policy_tabular():
-    """FINDINGS F7 where it holds: a recoverable task (slack=1: the answer may be restarted after a
+    """On-policy distillation (GKD, ref [60]) where it holds: a recoverable task (slack=1: the answer may be restarted after a
     slip) with a teacher that rarely slips (hint_accuracy=0.99). Off-policy data almost never shows
     the student a slip state, on-policy data shows it its own: at 50, 100 and 200 equal updates
     on-policy distillation has higher success for every seed, lower reverse KL, and far better

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 
 import toyenv
-from toyenv.pipeline import Diagnosis, PipelineReport, diagnose, pipeline
+from toyenv.analysis.pipeline import Diagnosis, PipelineReport, diagnose, pipeline
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny models: one intra-op thread avoids oversubscription on a busy 2-core machine."""
-    from toyenv.fit import single_thread
+    from toyenv.methods.fit import single_thread
     with single_thread():
         yield
 
@@ -105,7 +105,7 @@ def test_diagnose_reports_consolidation_against_a_teacher():
 def test_pipeline_errors_name_the_fix():
     mdp = toyenv.make("two-skills")
     base = mdp.base_policy()
-    with pytest.raises(ValueError, match="toyenv function name"):
+    with pytest.raises(ValueError, match="a method of toyenv.METHODS"):
         pipeline(base, [{"method": "nonsense"}])
     with pytest.raises(TypeError, match="stage 0"):
         pipeline(base, [42])

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import toyenv  # noqa: E402
 from toyenv import plots  # noqa: E402
-from toyenv.policies import sequence_log_prob  # noqa: E402
-from toyenv.train import train  # noqa: E402
+from toyenv.core.policies import sequence_log_prob  # noqa: E402
+from toyenv.methods.loop import train  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------- runs for the tests

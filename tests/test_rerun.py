@@ -1,4 +1,4 @@
-"""Notebooks can be re-run without stale state (DESIGN §4, determinism): Run All twice in the SAME
+"""Notebooks can be re-run without stale state (determinism): Run All twice in the SAME
 kernel, and the second run's checked key numbers (`# NBVAL_CHECK_OUTPUT` cells) still equal the
 stored ones. nbval covers the first run in a fresh kernel; this catches cells that depend on what an
 earlier run left behind (a policy trained in place, a global random state, a cache that changes

@@ -1,20 +1,20 @@
 """RLHF with a learned reward (survey §4.2, §5.1): features, Bradley-Terry, best-of-n identities,
-and over-optimisation (FINDINGS F12) in the two-skills world."""
+and over-optimisation (Gao et al. 2023, ref [98]) in the two-skills world."""
 import numpy as np
 import pytest
 import torch
 
 import toyenv
-from toyenv.exact import sample_pairs_from_probs, trajectory_probs_from
-from toyenv.rlhf import (bon_kl_bound, bon_policy, bon_probs, completion_features, fit_bradley_terry,
-                         gold_preferences, overoptimization, peak, policy_from_trajectory_probs,
-                         reward_model, rlhf)
+from toyenv.core.exact import sample_pairs_from_probs, trajectory_probs_from
+from toyenv.analysis.experiments import overoptimization, peak
+from toyenv.methods.rlhf import (bon_kl_bound, bon_policy, bon_probs, completion_features, fit_bradley_terry,
+                                 gold_preferences, policy_from_trajectory_probs, reward_model, rlhf)
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny models: one intra-op thread avoids oversubscription on a busy 2-core machine."""
-    from toyenv.fit import single_thread
+    from toyenv.methods.fit import single_thread
     with single_thread():
         yield
 
@@ -94,7 +94,7 @@ def test_bon_probs_formula_and_monte_carlo():
 
 
 def test_bon_kl_is_at_most_log_n_minus_n_minus_1_over_n():
-    """KL(BoN‖pi_ref) <= log n - (n-1)/n (FINDINGS), with ties (gold 0/1) and without (random reward)."""
+    """KL(BoN‖pi_ref) <= log n - (n-1)/n, with ties (gold 0/1) and without (random reward)."""
     mdp = toyenv.make("scaffold", slack=1)
     rng = np.random.default_rng(0)
     continuous = np.where(mdp.terminal, rng.random(mdp.terminal.shape), 0.0)
@@ -138,7 +138,7 @@ def test_proxy_reward_is_monotone_along_the_exact_optimum_and_best_of_n():
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_gold_rises_then_falls_against_sqrt_kl_in_two_skills(seed):
-    """FINDINGS F12 (Gao et al. 2023). A bag-of-tokens reward model cannot see token order, so in the
+    """Over-optimisation (Gao et al. 2023, ref [98]). A bag-of-tokens reward model cannot see token order, so in the
     two-skills world it cannot tell "a b" from "b a". Optimising it first helps (wrong-token answers
     go away) and then hurts (the policy piles onto whichever answer order the proxy happens to
     favour, on both families): gold peaks at moderate sqrt(KL) and falls far below the peak while

@@ -1,4 +1,4 @@
-"""The token world: enumeration, presets, policies and the contract of DESIGN §2."""
+"""The token world: enumeration, presets, policies and the contract of the README's code block."""
 import numpy as np
 import pytest
 

@@ -1,5 +1,13 @@
 """toyenv: a token world small enough to compute LLM post-training exactly.
 
+Layers, each importing only from itself and the layers before it:
+    core/      the world and its exact numbers (no training)
+    methods/   pure losses, one loop, one file per method family, the METHODS table
+    analysis/  reading runs: role diagnosis, pipelines and handoffs, forgetting, experiments
+    viz/       figures and widgets
+    course/    the course's tooling (exercise checks, learner-edition build, grader); imports the
+               science, imported by none of it
+
 A companion package to the course on the survey "LLM post-training" (arXiv 2604.07941). The whole
 prefix tree of a small token MDP is enumerated, so the survey's distribution-level objects
 (occupancy, effective support, expansion, reshaping, attrition) are computed exactly.
@@ -13,26 +21,24 @@ Glossary (used in names, docstrings and shape comments):
     d       occupancy d(s, a) (Eq. 2)   beta   KL weight
     reach   P(prefix s is visited | x)  terminal pair  the (s, a) whose token ends a trajectory
 """
-from .mdp import TokenMDP, tree_size
-from .policies import Policy, TabularPolicy, TransformerPolicy
-from .worlds import describe, make, presets
-from .exact import (Occupancy, SupportChange, distinct_correct, effective_support, entropy,
-                    expected_reward, held_out_attrition, informative_group_prob, kl, occupancy,
-                    pass_at_k, pass_at_k_unbiased, reach,
-                    role_of, sample_pairs, success_prob, success_value, support_change,
-                    trajectory_probs, trajectory_support)
-from .train import Run, train
-from .plots import (plot_handoff, plot_history, plot_kl_reward, plot_occupancy_heatmap, plot_pass_at_k,
-                    plot_support_vs_eps, plot_tree)
-from .methods import (METHODS, demonstrations, dpo, interleaved, kl_optimum, preference_pairs,
-                      rejection_sampling, rl, self_improve, sft)
-from .distill import after_slip, compare_provenance, distill, mode_scan, state_map, teacher_view
-from .fit import base_transformer, fit
-from .rlhf import (RewardModel, bon_kl_bound, bon_policy, bon_probs, overoptimization, reward_model,
-                   rlhf)
-from .pipeline import (Diagnosis, PipelineReport, at_matched_gain, diagnose, family_demos,
-                       family_success, family_task, forgetting, forgetting_curve, pipeline)
-from . import estimate  # noqa: E402,F401  sampled estimators and their exact twins (notebook 10)
+from .core.tree import TokenMDP, tree_size
+from .core.policies import Policy, TabularPolicy, TransformerPolicy
+from .core.presets import describe, make, presets
+from .core.exact import (Occupancy, SupportChange, distinct_correct, effective_support, entropy,
+                         expected_reward, held_out_attrition, informative_group_prob, kl, occupancy,
+                         pass_at_k, pass_at_k_unbiased, reach, role_of, sample_pairs, success_prob,
+                         success_value, support_change, trajectory_probs, trajectory_support)
+from .core import estimate  # noqa: F401  sampled estimators and their exact twins (notebook 10)
+from .methods import (METHODS, RewardModel, Run, base_transformer, bon_kl_bound, bon_policy, bon_probs,
+                      demonstrations, distill, dpo, fit, interleaved, kl_optimum, preference_pairs,
+                      rejection_sampling, reward_model, rl, rlhf, self_improve, sft, state_map,
+                      teacher_view, train)
+from .analysis.pipeline import Diagnosis, PipelineReport, diagnose, pipeline
+from .analysis.forgetting import at_matched_gain, family_demos, family_success, family_task, forgetting, forgetting_curve
+from .analysis.experiments import after_slip, compare_provenance, mode_scan, overoptimization
+from .viz import plots, widgets  # noqa: F401  `from toyenv import plots, widgets`
+from .viz.plots import (plot_handoff, plot_history, plot_kl_reward, plot_occupancy_heatmap, plot_pass_at_k,
+                        plot_support_vs_eps, plot_tree)
 
 __all__ = [
     "plot_tree", "plot_occupancy_heatmap", "plot_support_vs_eps", "plot_pass_at_k", "plot_history",

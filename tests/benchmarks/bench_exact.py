@@ -26,7 +26,7 @@ def main():
     entries = mdp.num_states * mdp.vocab_size
     pi = toyenv.TabularPolicy(mdp, seed=0)
     p = pi.probs()
-    from toyenv.exact import occupancy_from_probs, reach_from_probs
+    from toyenv.core.exact import occupancy_from_probs, reach_from_probs
     t_occ = timed(lambda: occupancy_from_probs(mdp, p))
     t_reach = timed(lambda: reach_from_probs(mdp, p))
     t_pol = timed(lambda: toyenv.occupancy(pi))

@@ -16,7 +16,7 @@ import warnings
 import torch
 
 import toyenv
-from toyenv.fit import clear_cache, fit
+from toyenv.methods.fit import clear_cache, fit
 
 
 def timed(fn, repeat):

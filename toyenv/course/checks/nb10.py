@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .checks import Case, compare, describe_pair, exercise
+from .framework import Case, _world, compare, describe_pair, exercise
 
 NB = "10_from_exact_to_sampled"
 
@@ -20,7 +20,7 @@ NB = "10_from_exact_to_sampled"
           start="A behaviour of mass eps is missed by all k samples with probability (1 - eps)**k; return "
                 "the smallest whole k with 1 - (1 - eps)**k >= confidence (math.log and math.ceil help).")
 def check_samples_needed(fn):
-    from .estimate import samples_to_detect
+    from toyenv.core.estimate import samples_to_detect
     cases = [Case("eps = 1e-4, confidence = 0.95", (1e-4, 0.95)),
              Case("eps = 0.3, confidence = 0.99 (a large eps)", (0.3, 0.99)),
              Case("eps = 0.5, confidence = 0.75 (two samples reach exactly 0.75)", (0.5, 0.75)),
@@ -110,10 +110,9 @@ def _emp_mistakes(mdp, s, a) -> dict:
                 "(terminal pair s, a) add 1 / (n * mdp.length[s, a]) to every (state, token) on its path, "
                 "walking up with mdp.parent and mdp.last_token, as in exercise 02.1 but without probabilities.")
 def check_empirical_occupancy(fn):
-    from .estimate import empirical_occupancy
-    from .exact import sample_pairs
-    from .policies import TabularPolicy
-    from .checks import _world
+    from toyenv.core.estimate import empirical_occupancy
+    from toyenv.core.exact import sample_pairs
+    from toyenv.core.policies import TabularPolicy
     hp3 = _world("hidden-path", horizon=3)
     sc = _world("scaffold")
     mp = _world("many-paths")
@@ -150,7 +149,7 @@ def _ratio(n, c, k):
           start="Return 1 - C(n - c, k) / C(n, k): one minus the chance that k of the n samples, drawn "
                 "without replacement, are all incorrect (math.comb(n, k) is C(n, k)).")
 def check_pass_at_k_unbiased(fn):
-    from .estimate import pass_at_k_estimator
+    from toyenv.core.estimate import pass_at_k_estimator
     cases = [Case("n = 40, c = 3, k = 10", (40, 3, 10)),
              Case("n = 10, c = 0, k = 1 (no correct sample)", (10, 0, 1)),
              Case("n = 100, c = 1, k = 1", (100, 1, 1)),

@@ -14,11 +14,10 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .exact import reach_from_probs
-from .mdp import TokenMDP
-from .policies import Policy, TransformerPolicy, check_same_world
-from .train import single_thread  # noqa: F401 (re-exported)
-from .train import Run, train
+from .loop import Run, single_thread, train  # noqa: F401 (single_thread is re-exported)
+from ..core.passes import reach_from_probs
+from ..core.policies import Policy, TransformerPolicy
+from ..core.tree import TokenMDP, check_same_world
 
 FIT_STEPS = 300
 """Default number of Adam updates of :func:`base_transformer`."""
@@ -31,7 +30,7 @@ def fit(policy: Policy, target: Policy, *, steps: int = FIT_STEPS, lr: float = F
     """Fit a copy of ``policy`` to ``target`` by minimising the exact forward KL(target‖policy).
 
     The loss is Σ_x w(x) Σ_s reach_target(s)·KL(target(·|s)‖pi(·|s)), the chain-rule form of the
-    sequence-level KL (FINDINGS "Chain rule"): every state is weighted by how often the target
+    sequence-level KL (the chain rule over the tree): every state is weighted by how often the target
     visits it, so the fit is exact where the target goes and free where it never goes. It is
     off-policy distillation with the teacher's states enumerated (survey §4.4).
 

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from .checks import Case, Failed, _as_array, _tiny_world, _world, compare, describe_pair, exercise
+from .framework import Case, Failed, _as_array, _tiny_world, _world, compare, describe_pair, exercise
 
 NOTEBOOK = "04_preference_optimization"
 
@@ -152,8 +152,8 @@ _IMPLICIT_HINT = {
 
 @functools.cache
 def _implicit_policies():
-    from .methods import demonstrations, kl_optimum, sft
-    from .policies import TabularPolicy
+    from toyenv.methods import demonstrations, kl_optimum, sft
+    from toyenv.core.policies import TabularPolicy
     mp = _world("many-paths")
     mb = mp.base_policy()
     rnd = TabularPolicy(mp, seed=11, scale=1.0)
@@ -169,10 +169,10 @@ def _implicit_policies():
                 "(T = mdp.terminal): out[T] = beta times the log of the ratio of the two trajectory "
                 "probabilities there; elsewhere both arrays are 0.")
 def check_implicit_reward(fn):
-    from .exact import trajectory_probs
+    from toyenv.core.exact import trajectory_probs
     mb, rnd, star, hb, h_after = _implicit_policies()
     tiny = _tiny_world()
-    from .policies import TabularPolicy
+    from toyenv.core.policies import TabularPolicy
     t_pi = TabularPolicy.from_probs(tiny, np.array([[0.8, 0.2]]))
     t_ref = TabularPolicy.from_probs(tiny, np.array([[0.4, 0.6]]))
     cases = [

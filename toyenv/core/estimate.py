@@ -3,9 +3,9 @@
 On a real LLM the prefix tree cannot be enumerated: effective support, pass@k and the mass of rare
 behaviour have to be *estimated* from sampled completions. Every estimator here has an exact twin
 in :mod:`toyenv.exact` (or a closed form below), and tests/test_estimate.py checks that they agree
-within sampling error (STYLE: every sampled quantity has an exact twin).
+within sampling error: every sampled quantity here has an exact twin.
 
-- Detectability (FINDINGS identities): a completion (or any event) of probability ε shows up at
+- Detectability: a completion (or any event) of probability ε shows up at
   least once in k independent samples with probability 1 − (1 − ε)^k
   (:func:`detection_prob`); at confidence c the smallest mass you can expect to see is
   ε_k = 1 − (1 − c)^{1/k} ≈ −ln(1 − c)/k (:func:`detectable_mass`), and
@@ -29,7 +29,9 @@ import math
 
 import numpy as np
 
-from .exact import _probs_of, check_count, check_eps, sample_pairs_from_probs, trajectory_probs_from
+from .exact import _probs_of, check_count, check_eps, success_prob
+from .passes import trajectory_probs_from
+from .tree import paths, sample_pairs_from_probs
 
 KINDS = ("unbiased", "plugin")
 
@@ -73,7 +75,7 @@ def detectable_mass(k, confidence: float = 0.95, approx: bool = False):
     """The smallest mass ε_k seen at least once in ``k`` samples with probability ``confidence``.
 
     Exact: ε_k = 1 − (1 − c)^{1/k}, the solution of :func:`detection_prob` (ε, k) = c. With
-    ``approx=True``: −ln(1 − c)/k (FINDINGS: k = 8192, c = 0.95 → 3.66·10⁻⁴), the "rule of three"
+    ``approx=True``: −ln(1 − c)/k (k = 8192, c = 0.95 → 3.66·10⁻⁴), the "rule of three"
     for c = 0.95. A behaviour rarer than ε_k is missed entirely with probability above 1 − c.
     """
     c = _check_confidence(confidence)
@@ -156,7 +158,7 @@ def estimator_distribution(n: int, p: float, k: int, kind: str = "unbiased") -> 
 
 def estimator_mean(n: int, p: float, k: int, kind: str = "unbiased") -> float:
     """E[estimate] under c ~ Binomial(n, p): 1 − (1 − p)^k for "unbiased" (exactly; that is the
-    point), less for "plugin" (FINDINGS: n=40, k=10, p=0.07 → 0.5160 vs 0.4765)."""
+    point), less for "plugin" (n=40, k=10, p=0.07 → 0.5160 vs 0.4765)."""
     v, w = estimator_distribution(n, p, k, kind)
     return float(w @ v)
 
@@ -205,7 +207,6 @@ def sampled_pass_at_k(pi, n: int, k, seed: int = 0, kind: str = "unbiased", per_
 def sampled_pass_at_k_std(pi, n: int, k, kind: str = "unbiased") -> np.ndarray | float:
     """Exact standard deviation of :func:`sampled_pass_at_k` (prompt-weighted, prompts sampled
     independently): sqrt(Σ_x D(x)² Var_x). Use it for error bars."""
-    from .exact import success_prob
     p = success_prob(pi)
     w = pi.mdp.prompt_weights
     ks = np.atleast_1d(check_count(k))
@@ -223,7 +224,6 @@ def empirical_occupancy(mdp, states, actions) -> np.ndarray:
     already carries D(x) and π, so no probability weights appear. ``[S, V]``, sums to 1.
     Exact twin: ``toyenv.occupancy(pi).sa`` (the expectation of this estimate).
     """
-    from .methods import paths
     s = np.asarray(states, dtype=np.int64).ravel()
     a = np.asarray(actions, dtype=np.int64).ravel()
     if len(s) == 0:

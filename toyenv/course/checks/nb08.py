@@ -3,7 +3,7 @@
 08.1  the teacher state of every student state when the teacher reads another prompt (scaffold
       removal: the hinted twin of a bare prompt);
 08.2  per-state KL(p(.|s) || q(.|s)) with 0·log 0 = 0, the building block of forward and reverse KL;
-08.3  the sequence-level KL by the chain rule: sum_x D(x) sum_s reach_p(s) KL_s (FINDINGS, "Chain rule").
+08.3  the sequence-level KL by the chain rule: sum_x D(x) sum_s reach_p(s) KL_s (the chain rule over the tree).
 
 Cases use the built-in worlds' policies and small hand-built tables (zeros, a bimodal teacher).
 Every typical mistake is computed as a variant and named in the hint.
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import Case, compare, describe_pair, exercise
+from .framework import Case, compare, describe_pair, exercise
 
 NOTEBOOK = "08_distillation_consolidation"
 
 
 def _world(name, **kw):
-    from .worlds import make
+    from toyenv.core.presets import make
     return make(name, **kw)
 
 
@@ -141,8 +141,8 @@ def _bimodal_rows():
           start="Return sum over a of p[s, a] * (log p[s, a] - log q[s, a]) for every row s, counting terms with "
                 "p[s, a] = 0 as 0 (np.where(p > 0, ..., 0.0)); an array of shape (num_states,).")
 def check_kl_rows(fn):
-    from .distill import teacher_view
-    from .policies import TabularPolicy
+    from toyenv.methods.distill import teacher_view
+    from toyenv.core.policies import TabularPolicy
     p, q = _bimodal_rows()
     sc = _world("scaffold")
     teacher = teacher_view(sc.base_policy(), "hinted").probs()
@@ -171,7 +171,7 @@ def check_kl_rows(fn):
 # ------------------------------------------------------------------------------------------ 08.3
 def sequence_kl_variant(mdp, p, q, kind="right"):
     """Sequence-level KL(p || q) by the chain rule and what typical mistakes give."""
-    from .exact import kl_per_state, occupancy_from_probs, reach_from_probs
+    from toyenv.core.exact import kl_per_state, occupancy_from_probs, reach_from_probs
     per_state = kl_per_state(np.asarray(p, float), np.asarray(q, float))
     reach_p = reach_from_probs(mdp, p)
     D = mdp.prompt_weights
@@ -220,9 +220,9 @@ _SEQ_HINTS = {
                 "by depth, so one loop over s = num_prompts .. num_states-1 works); return "
                 "sum_s D(x_s) * reach[s] * KL(p(.|s) || q(.|s)).")
 def check_sequence_kl(fn):
-    from .distill import teacher_view
-    from .exact import kl_per_state
-    from .policies import TabularPolicy
+    from toyenv.methods.distill import teacher_view
+    from toyenv.core.exact import kl_per_state
+    from toyenv.core.policies import TabularPolicy
     sc = _world("scaffold")
     teacher = teacher_view(sc.base_policy(), "hinted").probs()
     bare = sc.base_policy().probs()

@@ -14,8 +14,8 @@ from math import comb
 
 import numpy as np
 
-from .mdp import TokenMDP
-from .policies import check_same_world
+from .passes import backward_from_probs, reach_from_probs, trajectory_probs_from
+from .tree import TokenMDP, check_same_world, sample_pairs_from_probs
 
 
 # --------------------------------------------------------------------------- inputs
@@ -42,50 +42,13 @@ def check_eps(eps) -> float:
     return e
 
 
-def _levels(mdp: TokenMDP):
-    for d in range(mdp.horizon):
-        yield d, slice(mdp.level_start[d], mdp.level_start[d + 1])
-
-
 # --------------------------------------------------------------------------- forward / backward passes
-def reach_from_probs(mdp: TokenMDP, p: np.ndarray) -> np.ndarray:
-    """P(prefix s is visited | its prompt) for every state. ``[S]``; 1 at the roots."""
-    reach = np.empty(mdp.num_states)
-    reach[: mdp.num_prompts] = 1.0
-    for d, sl in _levels(mdp):
-        if d == 0:
-            continue
-        par = mdp.parent[sl]
-        reach[sl] = reach[par] * p[par, mdp.last_token[sl]]
-    return reach
 
 
 def reach(pi) -> np.ndarray:
     """Reach probability of every state given its prompt, ``[S]`` (prefix reachability, §2.3)."""
     mdp, p = _probs_of(pi)
     return reach_from_probs(mdp, p)
-
-
-def backward_from_probs(mdp: TokenMDP, p: np.ndarray, leaf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected leaf value below every pair and state.
-
-    ``leaf [S, V]`` gives the value of each terminal pair. Returns ``Q [S, V]`` (the value of
-    taking a at s: the leaf value if (s, a) ends the sequence, else V of the child) and ``V [S]``.
-    """
-    Q = np.where(mdp.terminal, leaf, 0.0)
-    V = np.zeros(mdp.num_states)
-    for d, sl in reversed(list(_levels(mdp))):
-        ch = mdp.child[sl]
-        if d < mdp.horizon - 1:
-            Q[sl] = np.where(ch >= 0, V[np.maximum(ch, 0)], Q[sl])
-        V[sl] = (p[sl] * Q[sl]).sum(1)
-    return Q, V
-
-
-def trajectory_probs_from(mdp: TokenMDP, p: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
-    """pi(y|x) of every complete trajectory, at its terminal pair; 0 elsewhere. ``[S, V]``."""
-    r = reach_from_probs(mdp, p) if r is None else r
-    return np.where(mdp.terminal, r[:, None] * p, 0.0)
 
 
 def trajectory_probs(pi) -> np.ndarray:
@@ -362,6 +325,21 @@ def kl_per_state(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return terms.sum(1)
 
 
+def kl_terms(mdp: TokenMDP, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The chain-rule terms of the sequence KL(p || q): reach_p(s)·KL(p(.|s) || q(.|s)) per state ``[S]``.
+
+    Summed over a prompt's states they give KL(p(.|x) || q(.|x)); summed over a subset of states,
+    the KL accumulated there.
+    """
+    return reach_from_probs(mdp, p) * kl_per_state(p, q)
+
+
+def kl_from_probs(mdp: TokenMDP, p: np.ndarray, q: np.ndarray, per_prompt: bool = False):
+    """Exact sequence-level KL(p || q) from probability arrays ``[S, V]``: the array form of :func:`kl`."""
+    per = np.bincount(mdp.prompt_of, weights=kl_terms(mdp, p, q), minlength=mdp.num_prompts)
+    return per if per_prompt else float(mdp.prompt_weights @ per)
+
+
 def kl(p, q, per_prompt: bool = False):
     """Exact sequence-level KL(p || q), prompt-weighted, by the chain rule over the tree.
 
@@ -371,9 +349,7 @@ def kl(p, q, per_prompt: bool = False):
     """
     mdp, pp = _probs_of(p)
     _, qq = _probs_of(q, mdp)
-    r = reach_from_probs(mdp, pp)
-    per = np.bincount(mdp.prompt_of, weights=r * kl_per_state(pp, qq), minlength=mdp.num_prompts)
-    return per if per_prompt else float(mdp.prompt_weights @ per)
+    return kl_from_probs(mdp, pp, qq, per_prompt)
 
 
 def entropy(pi, per_prompt: bool = False):
@@ -392,42 +368,3 @@ def sample_pairs(pi, n: int, seed: int = 0, prompts=None):
     return sample_pairs_from_probs(mdp, p, n, seed=seed, prompts=prompts)
 
 
-def sample_pairs_from_probs(mdp: TokenMDP, p: np.ndarray, n: int, seed: int = 0, prompts=None):
-    """Sample terminal pairs from a probability array ``[S, V]``, vectorised by depth level.
-
-    ``prompts``: None draws prompts from D(x); an int or ``n`` ints fix them. Same seed, same draws.
-    """
-    if not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    rng = np.random.default_rng(seed)
-    if prompts is None:
-        x = rng.choice(mdp.num_prompts, size=n, p=mdp.prompt_weights)
-    else:
-        x = np.broadcast_to(np.asarray(prompts, dtype=np.int64), (n,)).copy()
-        if np.any((x < 0) | (x >= mdp.num_prompts)):
-            raise ValueError(f"prompts must be indices in [0, {mdp.num_prompts}), got {prompts!r}")
-    return sample_from(mdp, p, mdp.roots[x], rng)
-
-
-def sample_from(mdp: TokenMDP, p: np.ndarray, start, rng: np.random.Generator):
-    """Complete trajectories from given start states ``[B]`` under ``p [S, V]``, as terminal pairs.
-
-    One vectorised step per depth level; ``rng`` is a numpy Generator (the caller's).
-    """
-    s = np.asarray(start, dtype=np.int64).copy()
-    n = len(s)
-    out_s, out_a = np.empty(n, np.int64), np.empty(n, np.int64)
-    active = np.arange(n)
-    cum = np.cumsum(p, axis=1)
-    for _ in range(mdp.horizon):
-        if active.size == 0:
-            break
-        st = s[active]
-        u = rng.random(active.size) * cum[st, -1]
-        a = np.minimum((cum[st] <= u[:, None]).sum(1), mdp.vocab_size - 1)
-        nxt = mdp.child[st, a]
-        done = nxt < 0
-        out_s[active[done]], out_a[active[done]] = st[done], a[done]
-        s[active[~done]] = nxt[~done]
-        active = active[~done]
-    return out_s, out_a

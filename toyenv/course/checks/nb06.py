@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import Case, Failed, _as_array, _world, compare, exercise
+from .framework import Case, Failed, _as_array, _world, compare, exercise
 
 NOTEBOOK = "06_guided_rl_and_hybrids"
 
@@ -57,8 +57,8 @@ _PROC_HINTS = [
                 "after token t is V[s_{t+1}], or mdp.reward(prompt_index, tokens) after the last token; "
                 "A_t = (value after) - V[s_t].")
 def check_process_advantages(fn):
-    from .exact import success_value
-    from .policies import TabularPolicy
+    from toyenv.core.exact import success_value
+    from toyenv.core.policies import TabularPolicy
     hp = _world("hidden-path")
     V_hp, _ = success_value(hp.base_policy())
     mp = _world("many-paths")
@@ -137,7 +137,7 @@ _INF_HINTS = [
           start="A rollout succeeds with p = (1 - hint_prob) * p_bare + hint_prob * p_hinted; a group of K "
                 "independent rollouts has non-zero variance unless all succeed (p^K) or all fail ((1 - p)^K).")
 def check_informative_fraction(fn):
-    from .exact import success_value
+    from toyenv.core.exact import success_value
     hp = _world("hidden-path")
     V, _ = success_value(hp.base_policy())
     h = hp.info["hidden_token"]

@@ -11,8 +11,8 @@ import itertools
 
 import numpy as np
 
-from .checks import Case, _tiny_world, _world, compare, describe_pair, exercise
-from .mdp import TokenMDP
+from .framework import Case, _tiny_world, _world, compare, describe_pair, exercise
+from toyenv.core.tree import TokenMDP
 
 NOTEBOOK = "03_sft_support_expansion"
 
@@ -86,7 +86,7 @@ def _demo_cases():
     hp3 = _world("hidden-path", horizon=3)
     hp4 = _world("hidden-path")
     tiny = _tiny_world()
-    from .methods import demonstrations
+    from toyenv.methods import demonstrations
     mixed = mp.base_policy().sample(12, seed=3)                  # lengths 1 to 3, some not correct
     return [
         Case("many-paths: 12 completions sampled from the base policy (lengths 1 to 3)", (mp, mixed)),
@@ -128,7 +128,7 @@ def check_token_targets(fn):
 @functools.cache
 def _sft_pairs():
     """(hidden-path base, after SFT) and (many-paths base, after SFT on its own correct samples)."""
-    from .methods import demonstrations, sft
+    from toyenv.methods import demonstrations, sft
     hp = _world("hidden-path", horizon=3)
     hb = hp.base_policy()
     h_after = sft(hb, demonstrations(hp, 8, seed=0), steps=60, seed=0).policy
@@ -150,7 +150,7 @@ def expanded_variant(before, after, eps, *, after_ge: bool = True, before_lt: bo
           start="Return a boolean mask of shape occ_after.sa.shape: True where the pair is in the "
                 "effective support after (occ_after.sa >= eps) but was not before (occ_before.sa < eps).")
 def check_expanded_set(fn):
-    from .exact import Occupancy, occupancy, occupancy_from_probs
+    from toyenv.core.exact import Occupancy, occupancy, occupancy_from_probs
     hb, h_after, mb, m_after = _sft_pairs()
     o_hb, o_ha, o_mb, o_ma = (occupancy(p) for p in (hb, h_after, mb, m_after))
     hp = o_hb.mdp

@@ -3,7 +3,7 @@
 Each loss takes log-probabilities and a batch (targets, advantages, masks, rewards as arrays) and
 returns ``(loss, info)``: a torch scalar to *minimise* and a small dict of floats. A loss never sees
 a model, an optimiser or a random generator; the batch builders in :mod:`toyenv.methods` make the
-batches and :func:`toyenv.train.train` runs the updates.
+batches and :func:`toyenv.methods.loop.train` runs the updates.
 
 Shapes: ``S`` states, ``V`` tokens, ``B`` sequences, ``T`` horizon. ``log_probs`` is ``[S, V]``
 (log pi(a|s) for every state); token-level inputs are ``[B, T]`` with a ``mask`` of real tokens.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .exact import backward_from_probs, reach_from_probs
+from ..core.passes import exact_policy_gradient, soft_optimum_probs, soft_values  # noqa: F401 (the exact twins)
 
 
 # --------------------------------------------------------------------------- SFT (§4.1)
@@ -134,8 +134,9 @@ def policy_gradient_loss(logp_tok: torch.Tensor, advantages, mask, *, old_logp_t
 def _reach_torch(mdp, p: torch.Tensor) -> torch.Tensor:
     """Differentiable reach ``[S]``: products of pi along the path, one depth level at a time."""
     parts = [torch.ones(mdp.num_prompts, dtype=p.dtype)]
-    for d in range(1, mdp.horizon):
-        sl = slice(mdp.level_start[d], mdp.level_start[d + 1])
+    for d, sl in mdp.levels():
+        if d == 0:
+            continue
         par = torch.as_tensor(mdp.parent[sl])
         prev = torch.cat(parts)                       # reach of every state shallower than d
         parts.append(prev[par] * p[par, torch.as_tensor(mdp.last_token[sl])])
@@ -171,62 +172,7 @@ def exact_rl_loss(mdp, log_probs: torch.Tensor, ref_log_probs=None, rewards=None
                         "objective": float(objective.detach())}
 
 
-def soft_values(mdp, p: np.ndarray, p_ref: np.ndarray | None, rewards: np.ndarray,
-                beta: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Regularised values of the current policy: ``Q [S, V]``, ``V [S]`` (a backward pass).
-
-    ``Q(s, a) = -beta·log(pi(a|s)/pi_ref(a|s)) + (r(s, a) at a terminal pair, else V(s·a))`` and
-    ``V(s) = sum_a pi(a|s) Q(s, a)``. With ``beta = 0`` and a 0/1 verifier these are the exact
-    success values of :func:`toyenv.success_value` (the ideal process reward, §5.2).
-    """
-    if not beta:
-        return backward_from_probs(mdp, p, np.where(mdp.terminal, rewards, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pen = np.where(p > 0, -beta * (np.log(np.where(p > 0, p, 1)) - np.log(p_ref)), 0.0)
-    Q = np.where(mdp.terminal, rewards, 0.0) + pen
-    V = np.zeros(mdp.num_states)
-    for d in reversed(range(mdp.horizon)):
-        sl = slice(mdp.level_start[d], mdp.level_start[d + 1])
-        ch = mdp.child[sl]
-        Q[sl] += np.where(ch >= 0, V[np.maximum(ch, 0)], 0.0)
-        V[sl] = (p[sl] * Q[sl]).sum(1)
-    return Q, V
-
-
-def exact_policy_gradient(mdp, p: np.ndarray, p_ref: np.ndarray | None = None, rewards=None,
-                          beta: float = 0.0) -> np.ndarray:
-    """Gradient of ``E[r] - beta·KL(pi||pi_ref)`` w.r.t. per-state logits: ``[S, V]``.
-
-    The tabular policy-gradient identity: ``D(x)·reach(s)·pi(a|s)·(Q(s, a) - V(s))`` with the soft
-    values of :func:`soft_values`. Reverse-KL distillation is the case r = 0, beta = 1,
-    pi_ref = teacher. For a policy with shared rows, sum the entries of the states sharing a row.
-    """
-    r = mdp.rewards if rewards is None else np.asarray(rewards, float)
-    Q, V = soft_values(mdp, p, p_ref, r, beta)
-    w = mdp.prompt_weights[mdp.prompt_of] * reach_from_probs(mdp, p)
-    return w[:, None] * p * (Q - V[:, None])
-
-
-def soft_optimum_probs(mdp, p_ref: np.ndarray, rewards=None, beta: float = 0.1) -> np.ndarray:
-    """The KL-regularised optimum pi* ∝ pi_ref·exp(r/beta) at the sequence level, as pi*(a|s) ``[S, V]``.
-
-    A soft backward pass: ``W(s·a) = r(s, a)`` at terminal pairs, else ``beta·log sum_b
-    pi_ref(b|s·a) exp(W(s·a·b)/beta)``; ``pi*(a|s) ∝ pi_ref(a|s)·exp(W(s·a)/beta)``. The value at
-    the root is ``beta·log Z(x)``, the optimal objective (survey §5.1; Rafailov et al. 2023).
-    """
-    if not beta > 0:
-        raise ValueError(f"beta must be positive, got {beta!r}; beta -> 0 is the argmax policy")
-    r = mdp.rewards if rewards is None else np.asarray(rewards, float)
-    logit = np.zeros((mdp.num_states, mdp.vocab_size))
-    Vs = np.zeros(mdp.num_states)
-    with np.errstate(divide="ignore"):
-        log_ref = np.log(p_ref)
-    for d in reversed(range(mdp.horizon)):
-        sl = slice(mdp.level_start[d], mdp.level_start[d + 1])
-        ch = mdp.child[sl]
-        W = np.where(ch >= 0, Vs[np.maximum(ch, 0)], r[sl])        # [n, V]
-        logit[sl] = log_ref[sl] + W / beta
-        m = logit[sl].max(1, keepdims=True)
-        Vs[sl] = beta * (m[:, 0] + np.log(np.exp(logit[sl] - m).sum(1)))
-    out = np.exp(logit - logit.max(1, keepdims=True))
-    return out / out.sum(1, keepdims=True)
+def token_logp(log_probs, st, ac, mask) -> torch.Tensor:
+    """log pi of each path token ``[B, T]`` (0 on padding)."""
+    lp = log_probs[torch.as_tensor(np.maximum(st, 0)), torch.as_tensor(np.maximum(ac, 0))]
+    return lp * torch.as_tensor(mask, dtype=lp.dtype)

@@ -195,11 +195,21 @@ class TokenMDP:
         s, a = self.encode([(prompt_index, tokens)])
         return bool(self.correct[s[0], a[0]])
 
+    def levels(self, reverse: bool = False):
+        """``(depth, slice of the states at that depth)`` for every depth, root level first.
+
+        The one iteration behind every forward (``reverse=False``) or backward pass of the package.
+        """
+        depths = range(self.horizon - 1, -1, -1) if reverse else range(self.horizon)
+        for d in depths:
+            yield d, slice(int(self.level_start[d]), int(self.level_start[d + 1]))
+
     def base_policy(self):
         """The world's "pretrained" policy (a fresh copy each call)."""
         if self.base_factory is None:
-            from .policies import TabularPolicy
-            return TabularPolicy.from_probs(self, np.full((self.num_states, self.vocab_size), 1 / self.vocab_size))
+            raise ValueError(f"the world {self.name!r} has no base policy: build it with "
+                             "TokenMDP(..., base_factory=lambda mdp: toyenv.TabularPolicy(mdp)) or start "
+                             "from toyenv.TabularPolicy(mdp) directly; every preset of toyenv.make has one")
         return self.base_factory(self)
 
     # ------------------------------------------------------------------ sequences
@@ -284,3 +294,76 @@ class TokenMDP:
         return (f"TokenMDP({self.name!r}: {self.num_prompts} prompts, vocab {self.vocab}, "
                 f"horizon {self.horizon}, {self.num_states} states, "
                 f"{self.num_trajectories} trajectories)")
+
+
+def check_same_world(mdp: TokenMDP, other: TokenMDP, what: str = "policy"):
+    """Raise a clear error when two objects belong to different worlds."""
+    if mdp is other:
+        return
+    if mdp.signature != other.signature:
+        raise ValueError(f"this {what} belongs to another world ({other!r}) than the one expected "
+                         f"({mdp!r}); build both from the same toyenv.make(...) call")
+
+
+def sample_pairs_from_probs(mdp: TokenMDP, p: np.ndarray, n: int, seed: int = 0, prompts=None):
+    """Sample terminal pairs from a probability array ``[S, V]``, vectorised by depth level.
+
+    ``prompts``: None draws prompts from D(x); an int or ``n`` ints fix them. Same seed, same draws.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    rng = np.random.default_rng(seed)
+    if prompts is None:
+        x = rng.choice(mdp.num_prompts, size=n, p=mdp.prompt_weights)
+    else:
+        x = np.broadcast_to(np.asarray(prompts, dtype=np.int64), (n,)).copy()
+        if np.any((x < 0) | (x >= mdp.num_prompts)):
+            raise ValueError(f"prompts must be indices in [0, {mdp.num_prompts}), got {prompts!r}")
+    return sample_from(mdp, p, mdp.roots[x], rng)
+
+
+def sample_from(mdp: TokenMDP, p: np.ndarray, start, rng: np.random.Generator):
+    """Complete trajectories from given start states ``[B]`` under ``p [S, V]``, as terminal pairs.
+
+    One vectorised step per depth level; ``rng`` is a numpy Generator (the caller's).
+    """
+    s = np.asarray(start, dtype=np.int64).copy()
+    n = len(s)
+    out_s, out_a = np.empty(n, np.int64), np.empty(n, np.int64)
+    active = np.arange(n)
+    cum = np.cumsum(p, axis=1)
+    for _ in range(mdp.horizon):
+        if active.size == 0:
+            break
+        st = s[active]
+        u = rng.random(active.size) * cum[st, -1]
+        a = np.minimum((cum[st] <= u[:, None]).sum(1), mdp.vocab_size - 1)
+        nxt = mdp.child[st, a]
+        done = nxt < 0
+        out_s[active[done]], out_a[active[done]] = st[done], a[done]
+        s[active[~done]] = nxt[~done]
+        active = active[~done]
+    return out_s, out_a
+
+
+def paths(mdp, states, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Terminal pairs -> the full token path of each trajectory: ``(st [B, T], ac [B, T], mask [B, T])``.
+
+    ``st[i, t]`` is the state at step t of trajectory i and ``ac[i, t]`` the token taken there;
+    padding is -1 and ``mask`` is False on it.
+    """
+    s = np.asarray(states, dtype=np.int64)
+    B, T = len(s), mdp.horizon
+    st, ac = np.full((B, T), -1), np.full((B, T), -1)
+    rows = np.arange(B)
+    st[rows, mdp.depth[s]], ac[rows, mdp.depth[s]] = s, np.asarray(actions)
+    cur = s.copy()
+    for _ in range(T - 1):
+        up = mdp.parent[cur] >= 0
+        if not up.any():
+            break
+        r, c = rows[up], cur[up]
+        par = mdp.parent[c]
+        st[r, mdp.depth[par]], ac[r, mdp.depth[par]] = par, mdp.last_token[c]
+        cur[up] = par
+    return st, ac, st >= 0

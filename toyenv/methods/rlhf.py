@@ -4,8 +4,7 @@ The gold verifier of a world stays aside. A *proxy* reward is learned from prefe
 completions sampled from a policy, compared by the gold verifier (with label noise), fitted with a
 Bradley-Terry model over a few features of the completion (a linear reward model). The features
 cannot express the gold verifier exactly, so the proxy generalises imperfectly, and optimising it
-hard eventually lowers the gold reward: over-optimisation (Gao et al. 2023, survey ref [98];
-FINDINGS F12). Everything downstream is exact: the KL-regularised optimum of the proxy for every
+hard eventually lowers the gold reward: over-optimisation (Gao et al. 2023, survey ref [98]). Everything downstream is exact: the KL-regularised optimum of the proxy for every
 beta (π* ∝ π_ref·exp(r̂/β)), best-of-n distributions, and any RL run's snapshots.
 
 Typical use::
@@ -23,22 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .exact import (kl_per_state, reach_from_probs, sample_pairs_from_probs, trajectory_probs_from)
-from .mdp import TokenMDP
-from .policies import Policy, TabularPolicy, check_same_world
+from .loop import single_thread
+from .rl import rl
+from ..core.passes import trajectory_probs_from
+from ..core.policies import Policy, TabularPolicy
+from ..core.tree import TokenMDP, sample_pairs_from_probs
 
 FEATURES = ("bag", "bag+length", "tabular")
-
-from .methods import METHODS as _ALL_METHODS  # noqa: E402
-
-METHODS = {
-    "rlhf": dict(provenance="on-policy", interface="learned reward model (from preferences)", survey="§5.1, §4.2",
-                 paper="RLHF (Christiano et al. 2017; Ouyang et al. 2022); over-optimisation (Gao et al. 2023, ref [98])"),
-    "best-of-n": dict(provenance="on-policy samples, selected at inference", interface="reward model ranking",
-                      survey="§5.1", paper="best-of-n sampling (Nakano et al. 2021; Gao et al. 2023)"),
-}
-"""Labels of the methods in this module (``Run.method`` of :func:`rlhf` is "rlhf")."""
-_ALL_METHODS.update(METHODS)   # one table of provenance and interface: toyenv.METHODS
 
 
 # --------------------------------------------------------------------------- features
@@ -196,8 +186,7 @@ def policy_from_trajectory_probs(mdp: TokenMDP, traj: np.ndarray, fallback: np.n
     them copy ``fallback`` (default uniform)."""
     below = np.where(mdp.terminal, traj, 0.0)
     M = np.zeros(mdp.num_states)
-    for d in reversed(range(mdp.horizon)):
-        sl = slice(mdp.level_start[d], mdp.level_start[d + 1])
+    for _, sl in mdp.levels(reverse=True):
         ch = mdp.child[sl]
         below[sl] = np.where(ch >= 0, M[np.maximum(ch, 0)], below[sl])
         M[sl] = below[sl].sum(1)
@@ -250,71 +239,6 @@ def bon_kl_bound(n) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- over-optimisation
-def _expect(mdp, p, table) -> float:
-    t = trajectory_probs_from(mdp, p)
-    per = np.bincount(mdp.prompt_of, weights=(t * table).sum(1), minlength=mdp.num_prompts)
-    return float(mdp.prompt_weights @ per)
-
-
-def _kl(mdp, p, q) -> float:
-    per = np.bincount(mdp.prompt_of, weights=reach_from_probs(mdp, p) * kl_per_state(p, q),
-                      minlength=mdp.num_prompts)
-    return float(mdp.prompt_weights @ per)
-
-
-def overoptimization(reference: Policy, proxy, *, betas=None, bon_ns=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-                     run=None, gold=None) -> dict:
-    """Gold and proxy reward against KL to the reference (FINDINGS F12, Gao et al. 2023, ref [98]).
-
-    Args:
-        reference: π_ref (the policy the reward model's data came from, usually).
-        proxy: a :class:`RewardModel` or an ``[S, V]`` reward table.
-        betas: KL weights for the exact optimum π*_β ∝ π_ref·exp(r̂/β) (default: 40 values from 10
-            down to 0.01); smaller β = harder optimisation.
-        bon_ns: best-of-n sizes (exact :func:`bon_probs` under the proxy).
-        run: optionally a :class:`toyenv.Run` (e.g. ``toyenv.rl(reference, reward=rm.table, ...)``):
-            its snapshots are evaluated too.
-        gold: the gold reward table ``[S, V]`` (default: the verifier ``mdp.rewards``).
-
-    Returns a dict of dicts, one per family ("beta", "bon", and "run" if given), each holding arrays
-    ``kl`` (KL(π‖π_ref), nats), ``sqrt_kl``, ``gold``, ``proxy`` (prompt-weighted expectations), and
-    its own axis (``beta``, ``n`` or ``step``), ordered by increasing optimisation strength.
-    """
-    from .losses import soft_optimum_probs
-    mdp = reference.mdp
-    table = proxy.table if isinstance(proxy, RewardModel) else np.asarray(proxy, float)
-    gold_t = mdp.rewards if gold is None else np.asarray(gold, float)
-    p_ref = reference.probs()
-    betas = np.geomspace(10, 0.01, 40) if betas is None else np.asarray(betas, float)
-
-    def row(p):
-        k = _kl(mdp, p, p_ref)
-        return k, _expect(mdp, p, gold_t), _expect(mdp, p, table)
-
-    out = {}
-    rows = [row(soft_optimum_probs(mdp, p_ref, table, b)) for b in betas]
-    out["beta"] = _pack(rows, beta=betas)
-    rows = [row(bon_policy(reference, int(n), table).probs()) for n in bon_ns]
-    out["bon"] = _pack(rows, n=np.asarray(bon_ns))
-    if run is not None:
-        check_same_world(mdp, run.policy.mdp, "run")
-        rows = [row(pi.probs()) for _, pi in run.snapshots]
-        out["run"] = _pack(rows, step=np.array(run.steps))
-    return out
-
-
-def _pack(rows, **axis) -> dict:
-    k, g, p = (np.array(c) for c in zip(*rows))
-    return {**axis, "kl": k, "sqrt_kl": np.sqrt(np.maximum(k, 0)), "gold": g, "proxy": p}
-
-
-def peak(curve: dict) -> dict:
-    """Where gold reward peaks along one curve of :func:`overoptimization`, and how far it falls
-    afterwards: ``{"index", "sqrt_kl", "gold_peak", "gold_start", "gold_end", "drop"}``."""
-    g = curve["gold"]
-    i = int(np.argmax(g))
-    return {"index": i, "sqrt_kl": float(curve["sqrt_kl"][i]), "gold_peak": float(g[i]),
-            "gold_start": float(g[0]), "gold_end": float(g[-1]), "drop": float(g[i] - g[-1])}
 
 
 # --------------------------------------------------------------------------- the method
@@ -329,11 +253,9 @@ def rlhf(policy: Policy, proxy=None, *, beta: float = 0.05, n_pairs: int = 256, 
     ``rl_options`` go to :func:`toyenv.rl` (``exact``, ``steps``, ``lr``, ``algo``, ...).
     Returns ``(run, reward_model)``; evaluate with :func:`overoptimization` ``(policy, rm, run=run)``.
     """
-    from .methods import rl
     rm = proxy if proxy is not None else reward_model(policy, n_pairs=n_pairs, seed=seed, noise=noise,
                                                        features=features)
     table = rm.table if isinstance(rm, RewardModel) else np.asarray(rm, float)
-    from .fit import single_thread
     with single_thread():
         run = rl(policy, beta=beta, reward=table, seed=seed, **rl_options)
     run.method = "rlhf"

@@ -16,7 +16,7 @@ Provenance is one knob, ``on_policy`` (λ, as in GKD, Agarwal et al. 2024, surve
 Gradients never flow through the choice of states: the states are data (GKD's convention); the
 per-state divergence is differentiated. ``exact=True`` replaces the sampled rollouts by their
 expectation: the loss is Σ_s w(s)·D(T(·|s)‖S(·|s)) with w(s) = D(x)·[λ·reach_S(s) + (1−λ)·reach_T(s)],
-so with λ = 0 and forward KL the loss *is* the sequence-level KL(T‖S) (chain rule, FINDINGS).
+so with λ = 0 and forward KL the loss *is* the sequence-level KL(T‖S) (the chain rule over the tree).
 
 Scaffold removal (amortization, §3.4): the teacher may read a different prompt from the student,
 e.g. the hinted twin of a bare prompt. ``teacher_prompts`` maps each student prompt to the
@@ -24,38 +24,22 @@ teacher's prompt; a student state (x, y_<t) corresponds to the teacher state
 (teacher_prompts[x], y_<t), see :func:`state_map`.
 
 Also here: :func:`generalized_jsd` (GKD's JSD(β)) and :func:`mode_scan`, an exact scan of forward
-and reverse KL along a path from a spread student to a one-mode student (FINDINGS F8).
+and reverse KL along a path from a spread student to a one-mode student (GKD; MiniLLM, ref [6]).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .exact import reach_from_probs, sample_pairs_from_probs
-from .mdp import TokenMDP
-from .policies import Policy, TabularPolicy, check_same_world
-from .train import Run, kl_from_probs, train
+from .loop import Run, single_thread, train
+from ..core.exact import kl_from_probs
+from ..core.passes import reach_from_probs
+from ..core.policies import Policy, TabularPolicy
+from ..core.tree import TokenMDP, check_same_world, sample_pairs_from_probs
 
 DIVERGENCES = ("forward", "reverse", "jsd")
 TARGETS = ("distribution", "sample")
 
-from .methods import METHODS as _ALL_METHODS  # noqa: E402
-
-METHODS = {
-    "distill/off-policy": dict(provenance="off-policy (teacher rollouts)", interface="teacher next-token distributions",
-                               survey="§4.4", paper="logit distillation (Hinton et al. 2015); word-level KD (Kim & Rush 2016)"),
-    "distill/sft": dict(provenance="off-policy (teacher rollouts)", interface="teacher tokens (SFT on teacher samples)",
-                        survey="§4.4, §4.1", paper="sequence-level KD (Kim & Rush 2016)"),
-    "distill/on-policy": dict(provenance="on-policy (student rollouts)", interface="teacher next-token distributions",
-                              survey="§5.4, §7.1.5", paper="GKD (Agarwal et al. 2024, ref [60]); MiniLLM (Gu et al. 2024, ref [6])"),
-    "distill/teacher-labels": dict(provenance="on-policy or mixed (student rollouts)",
-                                   interface="teacher tokens on student states", survey="§5.4",
-                                   paper="DAgger (Ross et al. 2011)"),
-    "distill/mixed": dict(provenance="mixed: a fraction λ of student rollouts", interface="teacher next-token distributions",
-                          survey="§4.4, §5.4", paper="GKD's student-data fraction λ (Agarwal et al. 2024)"),
-}
-"""Labels of the distillation runs (``Run.method``): provenance, interface, survey section, paper."""
-_ALL_METHODS.update(METHODS)   # one table of provenance and interface: toyenv.METHODS
 
 
 # --------------------------------------------------------------------------- pure losses
@@ -287,7 +271,6 @@ def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, diverge
         method = "distill/sft" if lam == 0 else "distill/teacher-labels"
     else:
         method = {0.0: "distill/off-policy", 1.0: "distill/on-policy"}.get(lam, "distill/mixed")
-    from .fit import single_thread
     with single_thread():
         return train(student, objective, steps=steps, lr=lr, seed=seed, snapshot_steps=snapshot_steps,
                      num_snapshots=num_snapshots,
@@ -312,139 +295,8 @@ def _check_beta(beta) -> float:
 
 
 # --------------------------------------------------------------------------- F8: forward vs reverse KL
-def mode_scan(mdp: TokenMDP | None = None, *, modes=None, prompt: int = 0, ts=None,
-              floor: float = 1e-3) -> dict:
-    """Exact forward and reverse KL along a path from a spread student to a one-mode student (F8).
-
-    The teacher puts probability 1/2 on each of two complete answers (``modes``; by default the
-    two-skills world's ``a b`` and ``b a``) at ``prompt``. The student is *memoryless*: at depth t it
-    draws its token from one distribution q_t that ignores the earlier tokens, so it cannot hold both
-    modes without also producing the sequences "between" them (``a a``, ``b b``). The path
-    goes from the product of the teacher's per-position marginals (t = 0: the forward-KL optimum of
-    this family) to the point mass on the first mode (t = 1); every row is mixed with ``floor``
-    uniform mass so every KL is finite.
-
-    Returns a dict of arrays over ``ts``: ``t``, ``forward_kl`` = KL(T‖S_t), ``reverse_kl`` = KL(S_t‖T),
-    ``mass_modes`` (student mass on each mode, ``[len(ts), 2]``) and ``mass_between`` (student mass
-    on complete answers that are neither mode), plus ``argmin_forward``/``argmin_reverse``.
-    Forward KL is smallest at the spread end, reverse KL at the one-mode end: mode covering vs mode
-    seeking (survey §4.4/§5.4; MiniLLM, ref [6]).
-    """
-    if mdp is None:
-        from .worlds import make
-        mdp = make("two-skills")
-    V, E = mdp.vocab_size, mdp.eos
-    if modes is None:
-        modes = [tuple(m) + (E,) for m in mdp.info.get("answers", ((0, 1), (1, 0)))]
-    modes = [tuple(int(t) for t in m) for m in modes]
-    if len(modes) != 2 or len(modes[0]) != len(modes[1]):
-        raise ValueError(f"modes must be two complete answers of equal length, got {modes!r}")
-    mdp.encode([(prompt, m) for m in modes])                          # validates both
-    L = len(modes[0])
-    ts = np.linspace(0, 1, 41) if ts is None else np.asarray(ts, float)
-    if not 0 < floor < 1:
-        raise ValueError(f"floor must lie in (0, 1), got {floor!r}")
-    uniform = np.full(V, 1.0 / V)
-    # teacher: the two modes with probability 1/2 each, at every prompt
-    t_rows = np.tile(uniform, (mdp.num_states, 1))
-    for m in modes:
-        for d in range(L):
-            s = mdp.state_index(prompt, m[:d])
-            t_rows[s] = 0.0
-    for m in modes:
-        for d in range(L):
-            s = mdp.state_index(prompt, m[:d])
-            t_rows[s, m[d]] += 1.0
-    t_rows = t_rows / t_rows.sum(1, keepdims=True)
-    t_rows = (1 - floor) * t_rows + floor * uniform
-    marg = np.zeros((mdp.horizon, V))
-    marg[:, E] = 1.0
-    for d in range(L):
-        marg[d] = 0.0
-        for m in modes:
-            marg[d, m[d]] += 0.5
-    point = marg.copy()
-    for d in range(L):
-        point[d] = 0.0
-        point[d, modes[0][d]] = 1.0
-    keep = mdp.prompt_of == prompt
-    fwd, rev, mm, mb = [], [], [], []
-    mode_pairs = mdp.encode([(prompt, m) for m in modes])
-    for t in ts:
-        q = (1 - floor) * ((1 - t) * marg + t * point) + floor * uniform       # [T, V] per depth
-        s_rows = q[mdp.depth]
-        per_t = _prompt_kl(mdp, t_rows, s_rows, prompt, keep)
-        per_s = _prompt_kl(mdp, s_rows, t_rows, prompt, keep)
-        fwd.append(per_t)
-        rev.append(per_s)
-        traj = reach_from_probs(mdp, s_rows)[:, None] * s_rows * mdp.terminal
-        traj = np.where(keep[:, None], traj, 0.0)
-        on_modes = traj[mode_pairs]
-        mm.append(on_modes)
-        mb.append(traj.sum() - on_modes.sum())
-    fwd, rev = np.array(fwd), np.array(rev)
-    return {"t": ts, "forward_kl": fwd, "reverse_kl": rev, "mass_modes": np.array(mm),
-            "mass_between": np.array(mb), "argmin_forward": float(ts[np.argmin(fwd)]),
-            "argmin_reverse": float(ts[np.argmin(rev)]), "modes": modes, "prompt": prompt}
-
-
-def _prompt_kl(mdp, p, q, prompt, keep) -> float:
-    from .exact import kl_per_state
-    r = reach_from_probs(mdp, p)
-    return float((r * kl_per_state(p, q))[keep].sum())
 
 
 # --------------------------------------------------------------------------- why on-policy can win
-def after_slip(policy: Policy, teacher: Policy, teacher_prompts=None) -> dict:
-    """Success of ``policy`` right after a first-token slip, and on the teacher's path (F7, F9).
-
-    For every prompt with weight D(x) > 0: ``on_path`` is the policy's success probability from the
-    state after the teacher's most likely first token, ``after_slip`` the mean success from the
-    states after each other non-end first token (a slip). Both are exact (:func:`toyenv.success_value`),
-    prompt-weighted. Off-policy data rarely visits slip states when the teacher rarely slips, so a
-    student distilled off-policy recovers worse (DAgger's argument, survey ref [53]).
-    """
-    from .exact import success_value
-    mdp = policy.mdp
-    check_same_world(mdp, teacher.mdp, "teacher")
-    V, _ = success_value(policy)
-    tp = teacher.probs()[state_map(mdp, teacher_prompts)]
-    on, off = np.zeros(mdp.num_prompts), np.zeros(mdp.num_prompts)
-    for x in range(mdp.num_prompts):
-        if mdp.horizon < 2:
-            break
-        root = mdp.roots[x]
-        best = int(np.argmax(np.where(np.arange(mdp.vocab_size) == mdp.eos, -1, tp[root])))
-        kids = [a for a in range(mdp.vocab_size) if a not in (mdp.eos, best)]
-        on[x] = V[mdp.child[root, best]]
-        off[x] = np.mean([V[mdp.child[root, a]] for a in kids]) if kids else np.nan
-    w = mdp.prompt_weights
-    return {"on_path": float(w @ on), "after_slip": float(w @ off)}
 
 
-def compare_provenance(student: Policy, teacher: Policy, *, on_policy=(0.0, 0.5, 1.0),
-                       checkpoints=(25, 50, 100, 200), seeds=(0, 1, 2), divergence: str = "forward",
-                       teacher_prompts=None, student_factory=None, **distill_kw) -> dict:
-    """Off- vs on-policy distillation at equal numbers of updates (FINDINGS F7), exact evaluation.
-
-    Runs :func:`distill` for every λ in ``on_policy`` and every seed, for ``max(checkpoints)`` steps,
-    and reads the snapshots at ``checkpoints``. ``student_factory(seed)`` (optional) builds a fresh
-    student per seed (e.g. a transformer); otherwise ``student`` is used for every seed.
-
-    Returns arrays ``[len(on_policy), len(seeds), len(checkpoints)]``: ``success`` (D(x)-weighted),
-    ``reverse_kl`` KL(S‖T), ``after_slip`` and ``on_path`` (:func:`after_slip`), plus the axes.
-    """
-    lams, cps = tuple(on_policy), tuple(int(c) for c in checkpoints)
-    shape = (len(lams), len(seeds), len(cps))
-    out = {k: np.zeros(shape) for k in ("success", "reverse_kl", "after_slip", "on_path")}
-    for i, lam in enumerate(lams):
-        for j, seed in enumerate(seeds):
-            st = student if student_factory is None else student_factory(seed)
-            run = distill(st, teacher, on_policy=lam, divergence=divergence, steps=max(cps), seed=seed,
-                          teacher_prompts=teacher_prompts, snapshot_steps=cps, **distill_kw)
-            for k, c in enumerate(cps):
-                out["success"][i, j, k] = run.history["success"][c]
-                out["reverse_kl"][i, j, k] = run.history["reverse_kl"][c]
-                sl = after_slip(run.at(c), teacher, teacher_prompts)
-                out["after_slip"][i, j, k], out["on_path"][i, j, k] = sl["after_slip"], sl["on_path"]
-    return {"on_policy": np.array(lams), "seeds": np.array(seeds), "checkpoints": np.array(cps), **out}

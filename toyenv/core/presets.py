@@ -9,7 +9,7 @@ import inspect
 
 import numpy as np
 
-from .mdp import TokenMDP
+from .tree import TokenMDP
 from .policies import TabularPolicy
 
 _PRESETS: dict = {}
@@ -230,7 +230,7 @@ def scaffold(num_tasks: int = 4, answer_length: int = 3, hint_accuracy: float = 
     can be started again. The hinted teacher then restarts after a slip (it continues the longest
     suffix of its prefix that begins the answer). This is the setting where on-policy distillation
     can beat off-policy: only the student's own rollouts show it the states after its own slips
-    (FINDINGS F7; DAgger, survey ref [53]). ``slack=0`` (default) is the original world.
+    (GKD, ref [60]; DAgger, survey ref [53]). ``slack=0`` (default) is the original world.
 
     Settings: num_tasks (1-8), answer_length (1-5), hint_accuracy in (0.25, 1), slack (0-2).
     """

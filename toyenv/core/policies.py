@@ -19,18 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .mdp import TokenMDP
+from .tree import TokenMDP, sample_pairs_from_probs
 
 _NEG = -1e3  # logit standing in for probability 0: exp(-1000) == 0.0 in float64, gradients stay finite
-
-
-def check_same_world(mdp: TokenMDP, other: TokenMDP, what: str = "policy"):
-    """Raise a clear error when two objects belong to different worlds."""
-    if mdp is other:
-        return
-    if mdp.signature != other.signature:
-        raise ValueError(f"this {what} belongs to another world ({other!r}) than the one expected "
-                         f"({mdp!r}); build both from the same toyenv.make(...) call")
 
 
 class Policy:
@@ -65,8 +56,7 @@ class Policy:
 
         ``prompts``: None draws prompts from D(x); an int or an array of n ints fixes them.
         """
-        from .exact import sample_pairs
-        return self.mdp.decode(*sample_pairs(self, n, seed=seed, prompts=prompts))
+        return self.mdp.decode(*sample_pairs_from_probs(self.mdp, self.probs(), n, seed=seed, prompts=prompts))
 
     def copy(self) -> "Policy":
         """An independent trainable copy."""

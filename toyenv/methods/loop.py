@@ -17,8 +17,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .exact import kl_per_state, reach_from_probs, success_from_probs
-from .policies import Policy, check_same_world
+from ..core.exact import kl_from_probs, success_from_probs
+from ..core.policies import Policy, TabularPolicy
+from ..core.tree import check_same_world
 
 Objective = Callable[[Policy, torch.Tensor, int, np.random.Generator], tuple]
 
@@ -57,13 +58,6 @@ class Run:
     def __repr__(self):
         last = {k: round(v[-1], 4) for k, v in self.history.items() if k != "step" and v}
         return f"Run({self.method!r}, {len(self.history.get('step', [])) - 1} steps, final {last})"
-
-
-def kl_from_probs(mdp, p: np.ndarray, q: np.ndarray) -> float:
-    """Exact sequence-level KL(p || q), prompt-weighted, by the chain rule (reach of ``p``)."""
-    per = np.bincount(mdp.prompt_of, weights=reach_from_probs(mdp, p) * kl_per_state(p, q),
-                      minlength=mdp.num_prompts)
-    return float(mdp.prompt_weights @ per)
 
 
 def _snapshot_steps(steps: int, snapshot_steps, num_snapshots: int) -> set:
@@ -158,3 +152,19 @@ def _log(history: dict, step: int, row: dict):
     for k, col in history.items():
         if len(col) == n:
             col.append(math.nan)
+
+
+_LR = {"sft": (0.1, 3e-3), "dpo": (0.1, 3e-3), "rl": (0.1, 3e-3), "rl/exact": (0.1, 3e-3)}
+
+
+def default_lr(policy: Policy, lr, kind: str) -> float:
+    if lr is not None:
+        return lr
+    tab, other = _LR[kind]
+    return tab if isinstance(policy, TabularPolicy) else other
+
+
+def check_policy(policy):
+    if not isinstance(policy, Policy):
+        raise TypeError(f"expected a policy (TabularPolicy, TransformerPolicy, ...), got {type(policy).__name__}; "
+                        "build one with mdp.base_policy() or toyenv.TabularPolicy(mdp)")

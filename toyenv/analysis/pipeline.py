@@ -1,4 +1,4 @@
-"""Pipelines of stages, the role diagnosis of a stage, and forgetting (survey §3.5, §3.6, §6).
+"""Pipelines of stages and the role diagnosis of a stage (survey §3.5, §3.6, §6).
 
 - :func:`pipeline` runs stages one after another (e.g. SFT → RL → distill) and reports, at every
   handoff, what the stage gained, kept and lost: expanded and attrited sets, success, pass@k, KL to
@@ -6,8 +6,6 @@
 - :func:`diagnose` turns the survey's Table 2 cues (§3.5) into numbers: is a change
   expansion-dominant, reshaping-dominant or mixed, and how large is the attrition risk, with the
   evidence behind the verdict.
-- :func:`forgetting` and friends measure attrition of a skill that was never trained on, in the
-  two-skills world (FINDINGS F10; §3.3.4).
 """
 from __future__ import annotations
 
@@ -16,10 +14,14 @@ from typing import Callable
 
 import numpy as np
 
-from .exact import (SupportChange, backward_from_probs, kl, pass_at_k_from_success,
-                    success_from_probs, support_change)
-from .policies import Policy, check_same_world
-from .train import Run
+from ..core.exact import SupportChange, kl, pass_at_k_from_success, success_from_probs, support_change
+from ..core.passes import backward_from_probs
+from ..core.policies import Policy
+from ..core.tree import check_same_world
+from ..methods import method_function
+from ..methods.distill import teacher_view
+from ..methods.fit import single_thread
+from ..methods.loop import Run
 
 DEFAULT_KS = (1, 4, 16, 64, 256)
 
@@ -141,7 +143,6 @@ def diagnose(before: Policy, after: Policy, eps: float = 1e-3, *, ratio: float =
         moderate.append(f"useful attrited mass {useful:.3f} > {tol:g} (occupancy that led to success "
                         "through pairs now below eps)")
     if teacher is not None:
-        from .distill import teacher_view
         tv = teacher_view(teacher, teacher_prompts)
         ts = float(w @ success_from_probs(mdp, tv.probs()))
         ev.update(teacher_success=ts, retention=float(ev["success_after"] / ts) if ts > 0 else float("nan"),
@@ -247,7 +248,6 @@ class PipelineReport:
 
 def _stage_callable(stage, i) -> tuple[str, Callable]:
     """(name, callable policy -> Run or Policy) from a tuple, a dict or a bare callable."""
-    import toyenv
     if callable(stage) and not isinstance(stage, dict):
         return getattr(stage, "__name__", f"stage{i}"), stage
     if isinstance(stage, tuple) and len(stage) == 2 and callable(stage[1]):
@@ -258,10 +258,14 @@ def _stage_callable(stage, i) -> tuple[str, Callable]:
         name = spec.pop("name", None)
         if callable(method):
             fn = method
-        elif isinstance(method, str) and hasattr(toyenv, method) and callable(getattr(toyenv, method)):
-            fn = getattr(toyenv, method)
+        elif isinstance(method, str):
+            try:
+                fn = method_function(method)
+            except ValueError as e:
+                raise ValueError(f"stage {i}: 'method' must be a method of toyenv.METHODS such as 'sft', "
+                                 f"'rl', 'dpo', 'distill', or a callable; {e}") from None
         else:
-            raise ValueError(f"stage {i}: 'method' must be a toyenv function name such as 'sft', 'rl', "
+            raise ValueError(f"stage {i}: 'method' must be a method name such as 'sft', 'rl', "
                              f"'dpo', 'distill', or a callable; got {method!r}")
         name = name or (method if isinstance(method, str) else getattr(fn, "__name__", f"stage{i}"))
         args = spec.pop("args", ())
@@ -295,7 +299,6 @@ def pipeline(policy: Policy, stages, *, eps: float = 1e-3, ks=DEFAULT_KS, base: 
     current, handoffs = policy, []
     for i, stage in enumerate(stages):
         name, fn = _stage_callable(stage, i)
-        from .fit import single_thread
         with single_thread():
             out = fn(current)
         if isinstance(out, tuple) and out and isinstance(out[0], Run):    # e.g. rlhf returns (run, rm)
@@ -318,99 +321,5 @@ def pipeline(policy: Policy, stages, *, eps: float = 1e-3, ks=DEFAULT_KS, base: 
 
 
 # =========================================================================== forgetting (F10)
-def _families(mdp) -> np.ndarray:
-    if "family" not in mdp.info:
-        raise ValueError(f"the world {mdp.name!r} has no task families (mdp.info['family']); use "
-                         "toyenv.make('two-skills')")
-    return np.asarray(mdp.info["family"])
 
 
-def family_success(policy: Policy) -> np.ndarray:
-    """Mean success probability of each task family, ``[num_families]`` (two-skills: [A, B])."""
-    mdp = policy.mdp
-    fam = _families(mdp)
-    s = success_from_probs(mdp, policy.probs())
-    return np.array([s[fam == f].mean() for f in range(fam.max() + 1)])
-
-
-def family_task(mdp, family: int = 0, answers=None) -> np.ndarray:
-    """Reward ``[S, V]`` for training one family only: 1 on the family's prompts for a correct
-    complete answer (by default the world's answer; ``answers`` lists accepted token tuples without
-    the end token), 0 on every other prompt. With β = 0, RL on it leaves the other family's
-    gradient exactly zero, so only shared parameters can move the other family."""
-    fam = _families(mdp)
-    on = fam[mdp.prompt_of] == family
-    if answers is None:
-        return np.where(on[:, None], mdp.rewards, 0.0)
-    ok = np.zeros_like(mdp.rewards)
-    s, a = np.nonzero(mdp.terminal)
-    for (x, toks), si, ai in zip(mdp.decode(s, a), s, a):
-        body = toks[:-1] if toks[-1] == mdp.eos else None
-        if body is not None and tuple(body) in {tuple(t) for t in answers}:
-            ok[si, ai] = 1.0
-    return np.where(on[:, None], ok, 0.0)
-
-
-def family_demos(mdp, family: int = 0, answer=None, per_prompt: int = 8) -> list:
-    """SFT demonstrations of one answer on every prompt of one family (default: the world's answer)."""
-    fam = _families(mdp)
-    ans = tuple(mdp.info["answers"][family]) if answer is None else tuple(answer)
-    return [(int(x), ans + (mdp.eos,)) for x in np.nonzero(fam == family)[0] for _ in range(per_prompt)]
-
-
-def task_success(policy: Policy, task: np.ndarray, family: int = 0) -> float:
-    """Expected ``task`` reward on one family's prompts (mean over its prompts)."""
-    mdp = policy.mdp
-    fam = _families(mdp)
-    from .exact import trajectory_probs_from
-    t = trajectory_probs_from(mdp, policy.probs())
-    per = np.bincount(mdp.prompt_of, weights=(t * task).sum(1), minlength=mdp.num_prompts)
-    return float(per[fam == family].mean())
-
-
-def forgetting(before: Policy, after: Policy, trained: int = 0, task: np.ndarray | None = None) -> dict:
-    """What fine-tuning family ``trained`` did to the other family (attrition, §3.3.4; F10).
-
-    Returns ``gain`` (trained family's task success change; ``task`` reward if given, else the
-    verifier), ``other_before``, ``other_after``, ``other_change`` (mean success of the other
-    families), ``kl`` = KL(after‖before) (reverse, prompt-weighted, nats) and per-prompt success changes.
-    """
-    check_same_world(before.mdp, after.mdp)
-    fam = _families(before.mdp)
-    fb, fa = family_success(before), family_success(after)
-    others = [f for f in range(len(fb)) if f != trained]
-    if task is None:
-        g0, g1 = fb[trained], fa[trained]
-    else:
-        g0, g1 = task_success(before, task, trained), task_success(after, task, trained)
-    mdp = before.mdp
-    per = success_from_probs(mdp, after.probs()) - success_from_probs(mdp, before.probs())
-    return {"trained_before": float(g0), "trained_after": float(g1), "gain": float(g1 - g0),
-            "other_before": float(fb[others].mean()), "other_after": float(fa[others].mean()),
-            "other_change": float(fa[others].mean() - fb[others].mean()),
-            "kl": kl(after, before), "per_prompt_change": per, "family": fam}
-
-
-def forgetting_curve(run: Run, base: Policy | None = None, trained: int = 0, task=None) -> dict:
-    """:func:`forgetting` at every snapshot of ``run`` (against ``base``, default the run's start):
-    arrays ``step``, ``trained`` (task success), ``other`` (other-family success), ``kl`` (KL(π‖base))."""
-    base = run.at(0) if base is None else base
-    rows = [forgetting(base, pi, trained, task) for _, pi in run.snapshots]
-    return {"step": np.array(run.steps), "trained": np.array([r["trained_after"] for r in rows]),
-            "other": np.array([r["other_after"] for r in rows]), "kl": np.array([r["kl"] for r in rows])}
-
-
-def at_matched_gain(curve: dict, level: float) -> dict:
-    """Other-family success and KL where the trained family's success first reaches ``level``
-    (linear interpolation between snapshots; NaN if never reached)."""
-    tr = curve["trained"]
-    idx = np.nonzero(tr >= level)[0]
-    if len(idx) == 0:
-        return {"level": level, "other": np.nan, "kl": np.nan, "step": np.nan}
-    i = int(idx[0])
-    if i == 0:
-        return {"level": level, "other": float(curve["other"][0]), "kl": float(curve["kl"][0]),
-                "step": float(curve["step"][0])}
-    f = (level - tr[i - 1]) / (tr[i] - tr[i - 1])
-    lerp = lambda v: float(v[i - 1] + f * (v[i] - v[i - 1]))   # noqa: E731
-    return {"level": level, "other": lerp(curve["other"]), "kl": lerp(curve["kl"]), "step": lerp(curve["step"])}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import Case, Failed, _as_array, _world, compare, exercise
+from .framework import Case, Failed, _as_array, _world, compare, exercise
 
 NOTEBOOK = "05_onpolicy_rl_reshaping"
 
@@ -211,7 +211,7 @@ _PK_HINTS = [
 @exercise("05.3", notebook=NOTEBOOK, title="Exact pass@k from per-prompt success",
           start="For each k: sum over prompts of weights[x] * (1 - (1 - success[x]) ** k).")
 def check_pass_at_k(fn):
-    from .exact import success_prob
+    from toyenv.core.exact import success_prob
     mp = _world("many-paths")
     sc = _world("scaffold")
     ks = np.array([1, 2, 4, 16, 64, 256])

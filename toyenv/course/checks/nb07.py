@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import Case, Failed, compare, describe_pair, exercise
+from .framework import Case, Failed, compare, describe_pair, exercise
 
 NOTEBOOK = "07_support_attrition"
 
 
 def _world(name, **kw):
-    from .worlds import make
+    from toyenv.core.presets import make
     return make(name, **kw)
 
 
 def _pairs():
     """(name, mdp, d_before [S, V], d_after [S, V]) cases: real occupancies of tabular policies."""
-    from .exact import occupancy
-    from .policies import TabularPolicy
+    from toyenv.core.exact import occupancy
+    from toyenv.core.policies import TabularPolicy
     out = []
     mp = _world("many-paths")
     out.append(("many-paths: two random policies", mp, occupancy(TabularPolicy(mp, seed=1, scale=2.0)).sa,

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
-from .checks import Case, Failed, exercise
+from .framework import Case, Failed, exercise
 
 NB = "09_pipelines_and_diagnosis"
 LABELS = ("expansion", "reshaping", "attrition", "consolidation")
@@ -64,7 +64,7 @@ class MysteryRun:
     teacher_prompts: object = None
 
     def diagnose(self, eps: float = EPS):
-        from .pipeline import diagnose
+        from toyenv.analysis.pipeline import diagnose
         return diagnose(self.before, self.after, eps, teacher=self.teacher, teacher_prompts=self.teacher_prompts)
 
     def __repr__(self):
@@ -81,7 +81,7 @@ _ORDER = {"A": "rl-many-paths-shared", "B": "distill-scaffold", "C": "sft-hidden
 @functools.lru_cache(maxsize=1)
 def _build() -> dict:
     import toyenv
-    from .fit import single_thread
+    from toyenv.methods.fit import single_thread
     out = {}
     with single_thread():
         hp = toyenv.make("hidden-path")
@@ -267,8 +267,8 @@ def _variants() -> dict:
 def _rule_cases() -> tuple:
     """(name, diagnosis) pairs: the mystery runs, a pipeline's stages and edited edge cases."""
     import toyenv
-    from .fit import single_thread
-    from .pipeline import diagnose
+    from toyenv.methods.fit import single_thread
+    from toyenv.analysis.pipeline import diagnose
     b = _build()
     letter = {what: k for k, what in b["what"].items()}
     cases = [(f"mystery run {k}", dg) for k, dg in b["diagnoses"].items()]

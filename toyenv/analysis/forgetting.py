@@ -1,0 +1,107 @@
+"""Forgetting in the two-skills world: attrition of a skill that was never trained (survey §3.3.4,
+§6.4), measured on each task family, along a run and at matched gain on the trained skill."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.exact import kl, success_from_probs, trajectory_probs_from
+from ..core.policies import Policy
+from ..core.tree import check_same_world
+from ..methods.loop import Run
+
+
+def _families(mdp) -> np.ndarray:
+    if "family" not in mdp.info:
+        raise ValueError(f"the world {mdp.name!r} has no task families (mdp.info['family']); use "
+                         "toyenv.make('two-skills')")
+    return np.asarray(mdp.info["family"])
+
+
+def family_success(policy: Policy) -> np.ndarray:
+    """Mean success probability of each task family, ``[num_families]`` (two-skills: [A, B])."""
+    mdp = policy.mdp
+    fam = _families(mdp)
+    s = success_from_probs(mdp, policy.probs())
+    return np.array([s[fam == f].mean() for f in range(fam.max() + 1)])
+
+
+def family_task(mdp, family: int = 0, answers=None) -> np.ndarray:
+    """Reward ``[S, V]`` for training one family only: 1 on the family's prompts for a correct
+    complete answer (by default the world's answer; ``answers`` lists accepted token tuples without
+    the end token), 0 on every other prompt. With β = 0, RL on it leaves the other family's
+    gradient exactly zero, so only shared parameters can move the other family."""
+    fam = _families(mdp)
+    on = fam[mdp.prompt_of] == family
+    if answers is None:
+        return np.where(on[:, None], mdp.rewards, 0.0)
+    ok = np.zeros_like(mdp.rewards)
+    s, a = np.nonzero(mdp.terminal)
+    for (x, toks), si, ai in zip(mdp.decode(s, a), s, a):
+        body = toks[:-1] if toks[-1] == mdp.eos else None
+        if body is not None and tuple(body) in {tuple(t) for t in answers}:
+            ok[si, ai] = 1.0
+    return np.where(on[:, None], ok, 0.0)
+
+
+def family_demos(mdp, family: int = 0, answer=None, per_prompt: int = 8) -> list:
+    """SFT demonstrations of one answer on every prompt of one family (default: the world's answer)."""
+    fam = _families(mdp)
+    ans = tuple(mdp.info["answers"][family]) if answer is None else tuple(answer)
+    return [(int(x), ans + (mdp.eos,)) for x in np.nonzero(fam == family)[0] for _ in range(per_prompt)]
+
+
+def task_success(policy: Policy, task: np.ndarray, family: int = 0) -> float:
+    """Expected ``task`` reward on one family's prompts (mean over its prompts)."""
+    mdp = policy.mdp
+    fam = _families(mdp)
+    t = trajectory_probs_from(mdp, policy.probs())
+    per = np.bincount(mdp.prompt_of, weights=(t * task).sum(1), minlength=mdp.num_prompts)
+    return float(per[fam == family].mean())
+
+
+def forgetting(before: Policy, after: Policy, trained: int = 0, task: np.ndarray | None = None) -> dict:
+    """What fine-tuning family ``trained`` did to the other family (attrition, §3.3.4; F10).
+
+    Returns ``gain`` (trained family's task success change; ``task`` reward if given, else the
+    verifier), ``other_before``, ``other_after``, ``other_change`` (mean success of the other
+    families), ``kl`` = KL(after‖before) (reverse, prompt-weighted, nats) and per-prompt success changes.
+    """
+    check_same_world(before.mdp, after.mdp)
+    fam = _families(before.mdp)
+    fb, fa = family_success(before), family_success(after)
+    others = [f for f in range(len(fb)) if f != trained]
+    if task is None:
+        g0, g1 = fb[trained], fa[trained]
+    else:
+        g0, g1 = task_success(before, task, trained), task_success(after, task, trained)
+    mdp = before.mdp
+    per = success_from_probs(mdp, after.probs()) - success_from_probs(mdp, before.probs())
+    return {"trained_before": float(g0), "trained_after": float(g1), "gain": float(g1 - g0),
+            "other_before": float(fb[others].mean()), "other_after": float(fa[others].mean()),
+            "other_change": float(fa[others].mean() - fb[others].mean()),
+            "kl": kl(after, before), "per_prompt_change": per, "family": fam}
+
+
+def forgetting_curve(run: Run, base: Policy | None = None, trained: int = 0, task=None) -> dict:
+    """:func:`forgetting` at every snapshot of ``run`` (against ``base``, default the run's start):
+    arrays ``step``, ``trained`` (task success), ``other`` (other-family success), ``kl`` (KL(π‖base))."""
+    base = run.at(0) if base is None else base
+    rows = [forgetting(base, pi, trained, task) for _, pi in run.snapshots]
+    return {"step": np.array(run.steps), "trained": np.array([r["trained_after"] for r in rows]),
+            "other": np.array([r["other_after"] for r in rows]), "kl": np.array([r["kl"] for r in rows])}
+
+
+def at_matched_gain(curve: dict, level: float) -> dict:
+    """Other-family success and KL where the trained family's success first reaches ``level``
+    (linear interpolation between snapshots; NaN if never reached)."""
+    tr = curve["trained"]
+    idx = np.nonzero(tr >= level)[0]
+    if len(idx) == 0:
+        return {"level": level, "other": np.nan, "kl": np.nan, "step": np.nan}
+    i = int(idx[0])
+    if i == 0:
+        return {"level": level, "other": float(curve["other"][0]), "kl": float(curve["kl"][0]),
+                "step": float(curve["step"][0])}
+    f = (level - tr[i - 1]) / (tr[i] - tr[i - 1])
+    lerp = lambda v: float(v[i - 1] + f * (v[i] - v[i - 1]))   # noqa: E731
+    return {"level": level, "other": lerp(curve["other"]), "kl": lerp(curve["kl"]), "step": lerp(curve["step"])}

@@ -1,0 +1,164 @@
+"""Exercise checks of Notebook 02, occupancy and support: d(s, a) of Eq. 2 from trajectories, the effective support of Eq. 5."""
+from __future__ import annotations
+
+import numpy as np
+
+from .framework import Case, _tiny_world, _world, compare, describe_pair, exercise
+from toyenv.core.tree import TokenMDP
+
+
+_ETA = {"1/T(y)": lambda L, H: 1.0 / L, "1": lambda L, H: np.ones_like(L),
+        "1/horizon": lambda L, H: np.full_like(L, 1.0 / H),
+        "1/(T(y)+1)": lambda L, H: 1.0 / (L + 1),
+        "1/(T(y)-1)": lambda L, H: np.divide(1.0, L - 1, out=np.full_like(L, np.inf), where=L > 1)}
+
+
+_ETA_HINT = {
+    "1": "you gave every step weight 1 instead of eta_t = 1/T(y), so your d sums to the expected "
+         "length E[T(y)] instead of 1 (that is the visit count, reach x pi, not Eq. 2's normalised occupancy)",
+    "1/horizon": "you divided by the horizon T instead of each trajectory's own length T(y)",
+    "1/(T(y)+1)": "off by one in T(y): T(y) is the number of tokens of y, end token included "
+                  "(mdp.length[s, a] at the terminal pair, = mdp.depth[s] + 1), not one more",
+    "1/(T(y)-1)": "off by one in T(y): T(y) is the number of tokens of y, end token included "
+                  "(mdp.length[s, a] at the terminal pair, = mdp.depth[s] + 1), not mdp.depth[s]",
+}
+
+
+_STEPS_HINT = {
+    "last": "you credited only the last step of each trajectory; Eq. 2 credits every step "
+            "(s_t, a_t), t = 1..T(y): walk up with s, a = mdp.parent[s], mdp.last_token[s]",
+    "no-last": "you skipped the final step (s, a) of each trajectory: the last token is an action too",
+    "no-root": "you stopped before the first step: the root state (the prompt with an empty prefix) "
+               "and the first token count too (loop while s >= 0, not while mdp.parent[s] >= 0)",
+}
+
+
+def occupancy_variant(mdp: TokenMDP, traj: np.ndarray, *, prompt_weights: bool = True,
+                      eta: str = "1/T(y)", steps: str = "all") -> np.ndarray:
+    """d(s, a) of Eq. 2 from trajectory probabilities ``traj [S, V]`` (pi(y|x) at terminal pairs),
+    with the choices a learner can get wrong: D(x) weighting, the step weight eta and which steps
+    are credited. The defaults give the right answer. ``[S, V]``.
+    """
+    L = np.where(mdp.terminal, mdp.length, 1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(mdp.terminal, traj * _ETA[eta](L, mdp.horizon), 0.0)
+    if prompt_weights:
+        with np.errstate(invalid="ignore"):
+            w = w * mdp.prompt_weights[mdp.prompt_of][:, None]
+    below = np.zeros(mdp.num_states)        # weight of all trajectories through state s
+    for _, sl in mdp.levels(reverse=True):
+        ch = mdp.child[sl]
+        with np.errstate(invalid="ignore"):
+            below[sl] = w[sl].sum(1) + np.where(ch >= 0, below[np.maximum(ch, 0)], 0.0).sum(1)
+    d_sa = np.where(mdp.terminal, w, below[np.maximum(mdp.child, 0)])
+    if steps == "last":
+        d_sa = np.where(mdp.terminal, w, 0.0)
+    elif steps == "no-last":
+        d_sa = np.where(mdp.terminal, 0.0, d_sa)
+    elif steps == "no-root":
+        d_sa = np.where((mdp.depth == 0)[:, None], 0.0, d_sa)
+    return d_sa
+
+
+def _occupancy_mistakes(mdp, traj) -> dict:
+    out = {}
+    for pw in (True, False):
+        for eta in _ETA:
+            for steps in ("all", "last", "no-last", "no-root"):
+                parts = []
+                if not pw:
+                    parts.append("you did not weight the trajectories by the prompt distribution "
+                                 "D(x) (mdp.prompt_weights[x])")
+                if eta != "1/T(y)":
+                    parts.append(_ETA_HINT[eta])
+                if steps != "all":
+                    parts.append(_STEPS_HINT[steps])
+                if parts:
+                    out["; and ".join(parts)] = occupancy_variant(mdp, traj, prompt_weights=pw, eta=eta,
+                                                                  steps=steps)
+    # one mistake is clearer than several: try single mistakes first
+    return dict(sorted(out.items(), key=lambda kv: kv[0].count("; and ")))
+
+
+@exercise("02.1", notebook="02_occupancy_and_support",
+          title="Occupancy from trajectories (Eq. 2, eta = 1/T(y))",
+          start="Start from d = np.zeros((mdp.num_states, mdp.vocab_size)); for every complete "
+                "trajectory, i.e. terminal pair (s, a) in zip(*mdp.trajectories()), add "
+                "D(x) * traj_probs[s, a] / T(y) to every (state, token) on its path, walking up with "
+                "mdp.parent and mdp.last_token.")
+def check_occupancy(fn):
+    from toyenv.core.exact import occupancy, trajectory_probs
+    from toyenv.core.policies import TabularPolicy
+    worlds = [("hidden-path base policy", _world("hidden-path"), None),
+              ("scaffold base policy (unequal prompt weights, some zero)", _world("scaffold"), None),
+              ("many-paths random policy", _world("many-paths"), 5),
+              ("a one-prompt world with horizon 1", _tiny_world(), 2)]
+    for name, mdp, seed in worlds:
+        pi = mdp.base_policy() if seed is None else TabularPolicy(mdp, seed=seed, scale=1.5)
+        traj = trajectory_probs(pi)
+        expected = occupancy(pi).sa
+        case = Case(name, (mdp, traj), errors={ZeroDivisionError: _ETA_HINT["1/(T(y)-1)"]})
+        got = case.call(fn)
+
+        def facts(arr, mdp=mdp):
+            total = arr.sum()
+            per_prompt = np.bincount(mdp.prompt_of, weights=arr.sum(1), minlength=mdp.num_prompts)
+            if abs(total - 1) > 1e-9:
+                return (f"Your d sums to {total:.6g}; Eq. 2 with eta_t = 1/T(y) sums to 1 (each "
+                        "trajectory's weights eta_t add up to 1).")
+            if not np.allclose(per_prompt, mdp.prompt_weights, atol=1e-9):
+                return "Your d sums to 1 but prompt x does not carry mass D(x)."
+            return None
+
+        compare(got, expected, case=case, what="your occupancy", mistakes=_occupancy_mistakes(mdp, traj),
+                where=lambda idx, mdp=mdp: describe_pair(mdp, *idx), diagnose=facts)
+    return (f"d(s, a) on {len(worlds)} worlds (variable lengths, unequal and zero prompt weights, "
+            "horizon 1) equals toyenv.occupancy")
+
+
+@exercise("02.2", notebook="02_occupancy_and_support", title="Effective support (Eq. 5)",
+          start="Return a boolean mask of shape occ.sa.shape that is True where the occupancy "
+                "d(s, a) = occ.sa[s, a] is at least eps.")
+def check_effective_support(fn):
+    from toyenv.core.exact import occupancy
+    hp = occupancy(_world("hidden-path").base_policy())
+    sc = occupancy(_world("scaffold").base_policy())
+    mp = occupancy(_world("many-paths").base_policy())
+    h_state = hp.mdp.state_index(0, (3,))
+    tie = float(hp.sa[h_state, 0])                  # a value many pairs share exactly
+    smallest = float(sc.sa[sc.sa > 0].min())
+    cases = [
+        Case("hidden-path base policy, eps = 1e-3", (hp, 1e-3)),
+        Case(f"hidden-path base policy, eps = {tie:.6g}, exactly the occupancy of several pairs", (hp, tie)),
+        Case("scaffold base policy, eps = 1e-2 (hinted prompts have D(x) = 0)", (sc, 1e-2)),
+        Case("many-paths base policy, eps = 1e-4", (mp, 1e-4)),
+        Case("scaffold base policy, eps = the smallest non-zero occupancy", (sc, smallest)),
+        Case("many-paths base policy, eps = 1 (nothing reaches it)", (mp, 1.0)),
+    ]
+    for case in cases:
+        occ, eps = case.args
+        mdp = occ.mdp
+        expected = occ.sa >= eps
+        got = case.call(fn)
+        compare(got, expected, case=case, what="your support mask",
+                where=lambda idx, mdp=mdp, occ=occ: describe_pair(mdp, *idx) + f" (d = {occ.sa[idx]:.6g})",
+                mistakes={
+                    "pairs whose occupancy equals eps exactly belong to E_eps: Eq. 5 uses >=, not >":
+                        occ.sa > eps,
+                    "you thresholded pi(a|s) (occ.probs), the action availability alone; E_eps thresholds "
+                    "the occupancy d(s, a) = occ.sa, which also counts how often s is reached":
+                        occ.probs >= eps,
+                    "you thresholded the state occupancy d(s) (occ.s), the reachability alone; an action "
+                    "rarely chosen in a well-visited state is outside E_eps: threshold d(s, a) = occ.sa":
+                        np.broadcast_to((occ.s >= eps)[:, None], occ.sa.shape),
+                    "you thresholded reach(s) (occ.reach), the reachability alone; threshold d(s, a) = occ.sa":
+                        np.broadcast_to((occ.reach >= eps)[:, None], occ.sa.shape),
+                    "you thresholded reach(s) * pi(a|s); Eq. 5 uses the normalised occupancy d(s, a) "
+                    "= occ.sa, which also carries D(x) and eta_t = 1/T(y)":
+                        occ.reach[:, None] * occ.probs >= eps,
+                    "you returned the pairs outside the support (d < eps); E_eps is where d >= eps":
+                        occ.sa < eps,
+                    "return the mask itself, not its size (the size is mask.sum())": int(expected.sum()),
+                })
+    return (f"{len(cases)} cases: ties at eps, zero-weight prompts, the smallest non-zero occupancy "
+            "and eps = 1")

@@ -1,0 +1,105 @@
+"""Supervised fine-tuning and its filtered variants: SFT on demonstrations (survey §4.1),
+rejection-sampling fine-tuning (§4.3) and self-improvement by STaR rounds (§4.3, §5.3).
+"""
+from __future__ import annotations
+
+import warnings
+
+from .data import _correct_samples, token_targets
+from .loop import Run, check_policy, default_lr, train
+from .losses import sft_loss
+from ..core.policies import as_pairs
+
+
+def _sft_objective(mdp, states, actions, batch_size):
+    n = len(states)
+    full = token_targets(mdp, states, actions)
+
+    def objective(pi, log_probs, step, rng):
+        if batch_size is None or batch_size >= n:
+            targets = full
+        else:
+            idx = rng.choice(n, size=batch_size, replace=False)
+            targets = token_targets(mdp, states[idx], actions[idx])
+        return sft_loss(log_probs, targets)
+    return objective
+
+
+def sft(policy, demos, *, steps: int = 100, lr: float | None = None, batch_size: int | None = None,
+        seed: int = 0, **train_options) -> Run:
+    """Supervised fine-tuning: teacher-forced cross-entropy on demonstrations (survey §4.1).
+
+    Provenance off-policy, interface token targets. ``demos``: ``[(prompt_index, tokens), ...]``
+    as ``sample()`` and :func:`demonstrations` return (any completions, correct or not).
+    ``batch_size=None`` uses all demonstrations each step; otherwise a minibatch drawn with ``seed``.
+    ``train_options`` (snapshot_steps, num_snapshots, optimizer) go to :func:`train`.
+
+    >>> run = toyenv.sft(base, toyenv.demonstrations(mdp, 32, seed=0), steps=100, seed=0)
+    """
+    check_policy(policy)
+    states, actions = as_pairs(policy.mdp, demos)
+    if len(states) == 0:
+        raise ValueError("demos is empty: pass at least one (prompt_index, tokens) demonstration")
+    lr = default_lr(policy, lr, "sft")
+    config = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed, n_demos=len(states))
+    return train(policy, _sft_objective(policy.mdp, states, actions, batch_size), steps=steps, lr=lr,
+                 seed=seed, method="sft", config=config, **train_options)
+
+
+def rejection_sampling(policy, *, n_samples: int = 256, steps: int = 100, lr: float | None = None,
+                       seed: int = 0, **train_options) -> Run:
+    """Rejection-sampling fine-tuning (RFT): sample one fixed batch from the input policy, keep the
+    correct completions, SFT on them (survey §4.3).
+
+    Provenance: self-generated but offline (filtered once, then fixed). Interface: verifier filter.
+    If no sample is correct the run keeps the policy unchanged (``config["kept"] == 0``): the
+    filter cannot create what sampling never produced.
+    """
+    check_policy(policy)
+    s, a = _correct_samples(policy, n_samples, seed)
+    if len(s) == 0:
+        warnings.warn(f"rejection_sampling: none of {n_samples} samples is correct; the policy will not move",
+                      stacklevel=2)
+    lr = default_lr(policy, lr, "sft")
+    objective = _sft_objective(policy.mdp, s, a, None)
+    config = dict(n_samples=n_samples, steps=steps, lr=lr, seed=seed, kept=len(s))
+    return train(policy, objective, steps=steps, lr=lr, seed=seed, method="rft", config=config, **train_options)
+
+
+def self_improve(policy, *, rounds: int = 4, n_samples: int = 128, steps_per_round: int = 25,
+                 lr: float | None = None, seed: int = 0) -> Run:
+    """Iterated self-improvement, STaR-style: each round samples from the *current* policy,
+    keeps the correct completions and fine-tunes the current policy on them (survey §4.3, §5.3).
+
+    Provenance: on-policy across rounds, offline within a round. Interface: verifier filter.
+    The returned Run joins the rounds: steps count updates over all rounds, snapshots are kept at
+    every round boundary, ``history["round"]`` says which round a row belongs to and
+    ``config["kept"]`` lists the number of correct samples per round.
+    """
+    check_policy(policy)
+    lr = default_lr(policy, lr, "sft")
+    current, kept, runs = policy, [], []
+    for k in range(rounds):
+        s, a = _correct_samples(current, n_samples, seed + 1000 * k)
+        kept.append(len(s))
+        run = train(current, _sft_objective(policy.mdp, s, a, None), steps=steps_per_round, lr=lr,
+                    seed=seed + k, num_snapshots=2)
+        run.history["round"] = [float(k)] * len(run.history["step"])
+        runs.append(run)
+        current = run.policy
+    config = dict(rounds=rounds, n_samples=n_samples, steps_per_round=steps_per_round, lr=lr, seed=seed, kept=kept)
+    return _concat(runs, "self-improve", config)
+
+
+def _concat(runs: list, method: str, config: dict) -> Run:
+    """Join consecutive runs: steps are offset, the first row of each later run is dropped
+    (it repeats the previous run's last row)."""
+    history, snapshots, offset = {}, [], 0
+    for i, run in enumerate(runs):
+        start = 0 if i == 0 else 1
+        for k, col in run.history.items():
+            vals = [v + offset for v in col] if k == "step" else col
+            history.setdefault(k, []).extend(vals[start:])
+        snapshots += [(s + offset, p) for s, p in run.snapshots if i == 0 or s > 0]
+        offset += run.history["step"][-1]
+    return Run(runs[-1].policy, snapshots, history, method, config)
