@@ -39,11 +39,13 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", ci, re.M)
 
 
-def test_readme_layout_names_every_module():
-    """A maintainer finds every toyenv module in the README's layout table (checks_nbNN.py as `checks*.py`)."""
-    layout = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `toyenv/`"))
-    modules = sorted(p.name for p in (ROOT / "toyenv").glob("*.py")
-                     if p.name not in ("__init__.py", "__main__.py") and not p.name.startswith("checks"))
-    missing = [m for m in modules if f"`{m}`" not in layout]
-    assert not missing, f"add {missing} to the toyenv/ row of the README's layout table"
-    assert "`checks*.py`" in layout
+def test_readme_architecture_names_every_module():
+    """A maintainer finds every toyenv module in the README's architecture table, under its layer."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Architecture"):readme.index("## The worlds")]
+    modules = sorted(str(p.relative_to(ROOT / "toyenv")) for p in (ROOT / "toyenv").rglob("*.py")
+                     if not (p.name == "__init__.py" and p.parent.name != "methods"))
+    checks = [m for m in modules if m.startswith("course/checks/nb")]
+    missing = [m for m in modules if m not in checks and f"`{m}`" not in section]
+    assert not missing, f"add {missing} to the README's architecture table"
+    assert "`course/checks/nb00.py` … `course/checks/nb10.py`" in section and len(checks) == 11

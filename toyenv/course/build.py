@@ -62,10 +62,6 @@ class BuildError(Exception):
     """A solutions notebook cannot be turned into a learner notebook (names file and cell)."""
 
 
-class EditedNotebookError(BuildError):
-    """A notebook in notebooks/ was changed after the build wrote it."""
-
-
 def default_root() -> pathlib.Path:
     """The course folder: the checkout this package lives in, else the current directory."""
     here = pathlib.Path(__file__).resolve().parents[1]
