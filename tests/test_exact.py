@@ -281,3 +281,21 @@ def test_held_out_attrition_against_a_loop_over_pairs():
     assert toyenv.held_out_attrition(before, before, 1e-3, [4]) == 0.0
     with pytest.raises(ValueError, match="selects no prompt"):
         toyenv.held_out_attrition(before, after, 1e-3, [99])
+
+
+def test_support_sets_is_the_one_definition_of_eq_6_to_8(preset):
+    """support_sets partitions the union of the two supports; support_change, plots and widgets use it."""
+    from toyenv.viz import widgets
+    base = preset.base_policy()
+    other = toyenv.TabularPolicy(preset, seed=3, scale=2.0)
+    b, a = toyenv.occupancy(base), toyenv.occupancy(other)
+    for eps in (1e-4, 1e-3, 1e-2):
+        sets = toyenv.support_sets(b.sa, a.sa, eps)
+        e0, e1 = b.sa >= eps, a.sa >= eps
+        assert not (sets["expanded"] & sets["shared"]).any() and not (sets["shared"] & sets["attrited"]).any()
+        assert np.array_equal(sets["expanded"] | sets["shared"] | sets["attrited"], e0 | e1)
+        assert np.array_equal(sets["shared"], e0 & e1)                       # C_ε of Eq. 7
+        ch = toyenv.support_change(base, other, eps)
+        for k in sets:
+            assert np.array_equal(getattr(ch, k), sets[k])
+            assert np.array_equal(widgets._sets(b, a, eps)[k], sets[k])

@@ -196,6 +196,18 @@ def role_of(expanded_mass: float, reshaped_mass: float, ratio: float = 2.0, floo
     return "mixed"
 
 
+def support_sets(before: np.ndarray, after: np.ndarray, eps: float) -> dict:
+    """The expanded (Eq. 6), shared C_ε (Eq. 7) and attrited (Eq. 8) sets, from two arrays of masses.
+
+    ``before`` and ``after`` are masses of the same shape (occupancies d(s, a), or trajectory
+    probabilities); an entry is in the effective support when its mass is at least ``eps`` (Eq. 5).
+    Returns boolean masks ``{"expanded": E1 & ~E0, "shared": E0 & E1, "attrited": E0 & ~E1}``. The one
+    definition of the three sets: :func:`support_change`, the figures and the widgets all use it.
+    """
+    e0, e1 = np.asarray(before) >= eps, np.asarray(after) >= eps
+    return {"expanded": e1 & ~e0, "shared": e0 & e1, "attrited": e0 & ~e1}
+
+
 def support_change(before, after, eps: float) -> SupportChange:
     """Expanded (Eq. 6), shared (Eq. 7) and attrited (Eq. 8) sets between two policies.
 
@@ -204,10 +216,11 @@ def support_change(before, after, eps: float) -> SupportChange:
     eps = check_eps(eps)
     b = _occ(before)
     a = _occ(after, b.mdp)
-    e0, e1 = b.sa >= eps, a.sa >= eps
-    t0 = trajectory_probs_from(b.mdp, b.probs, b.reach) >= eps
-    t1 = trajectory_probs_from(a.mdp, a.probs, a.reach) >= eps
-    return SupportChange(eps, b, a, e1 & ~e0, e0 & e1, e0 & ~e1, t1 & ~t0, t0 & t1, t0 & ~t1)
+    pairs = support_sets(b.sa, a.sa, eps)
+    traj = support_sets(trajectory_probs_from(b.mdp, b.probs, b.reach),
+                        trajectory_probs_from(a.mdp, a.probs, a.reach), eps)
+    return SupportChange(eps, b, a, pairs["expanded"], pairs["shared"], pairs["attrited"],
+                         traj["expanded"], traj["shared"], traj["attrited"])
 
 
 def held_out_attrition(before, after, eps: float, prompts) -> float:

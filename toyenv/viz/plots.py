@@ -30,7 +30,7 @@ from matplotlib import colors as mcolors
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
-from ..core.exact import Occupancy, check_eps, kl, occupancy, pass_at_k, success_prob
+from ..core.exact import Occupancy, check_eps, kl, occupancy, pass_at_k, success_prob, support_sets
 from ..core.passes import trajectory_probs_from
 from ..core.tree import check_same_world
 
@@ -209,9 +209,9 @@ class TreeArtists:
         else:
             shown = np.zeros(after.mdp.num_states, bool)
             shown[S] = True
-            e0, e1 = prev.sa >= eps, after.sa >= eps
-            self.expanded_pairs = np.argwhere((e1 & ~e0) & shown[:, None])
-            self.attrited_pairs = np.argwhere((e0 & ~e1) & shown[:, None])
+            sets = support_sets(prev.sa, after.sa, eps)
+            self.expanded_pairs = np.argwhere(sets["expanded"] & shown[:, None])
+            self.attrited_pairs = np.argwhere(sets["attrited"] & shown[:, None])
         for coll, pairs in ((self.expanded, self.expanded_pairs), (self.attrited, self.attrited_pairs)):
             xy = np.array([self._pair_xy[(int(s), int(a))] for s, a in pairs]) if len(pairs) else empty
             coll.set_offsets(xy)
@@ -505,7 +505,7 @@ class HeatmapArtists:
         data = shown_occ.sa[self.states]                           # [R, V]
         self.image.set_array(np.ma.masked_less_equal(data, 0.0))
         self.support = data >= eps
-        in_after = occ.sa[self.states] >= eps
+        data_after = occ.sa[self.states]
         segs = support_boundary(self.support)
         self.boundary.set_segments(segs)
         if self.halo is not None:
@@ -515,8 +515,7 @@ class HeatmapArtists:
             if prev is None:
                 coll.set_offsets(empty)
                 continue
-            d0 = prev.sa[self.states]
-            mask = (in_after & ~(d0 >= eps)) if which == "expanded" else ((d0 >= eps) & ~in_after)
+            mask = support_sets(prev.sa[self.states], data_after, eps)[which]
             rc = np.argwhere(mask)
             coll.set_offsets(np.c_[rc[:, 1] + 0.22, rc[:, 0] + 0.2] if len(rc) else empty)
         if title is not None and self.title is not None:
@@ -672,8 +671,7 @@ def support_counts_vs_eps(before, after, eps_grid, *, mass=False, level="pairs")
     out = {k: np.zeros(len(eps_grid)) for k in ("expanded", "shared", "attrited")}
     for i, e in enumerate(eps_grid):
         _check_eps(e)
-        e0, e1 = x0 >= e, x1 >= e
-        sets = {"expanded": e1 & ~e0, "shared": e0 & e1, "attrited": e0 & ~e1}
+        sets = support_sets(x0, x1, e)
         for k, m in sets.items():
             if not mass:
                 out[k][i] = m.sum()

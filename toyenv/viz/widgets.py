@@ -36,7 +36,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import plots
-from ..core.exact import kl, occupancy, pass_at_k, role_of, success_prob
+from ..core.exact import kl, occupancy, pass_at_k, role_of, success_prob, support_sets
 from .plots import PALETTE, ROLE_COLORS, style_pass_at_k_axes
 
 __all__ = ["App", "occupancy_explorer", "beta_explorer", "pass_at_k_explorer", "method_world_chooser"]
@@ -249,8 +249,7 @@ def _set_counts(bars, texts, counts):
 
 
 def _sets(occ0, occ1, eps):
-    e0, e1 = occ0.sa >= eps, occ1.sa >= eps
-    return {"expanded": e1 & ~e0, "shared": e0 & e1, "attrited": e0 & ~e1}
+    return support_sets(occ0.sa, occ1.sa, eps)
 
 
 def _masses(occ0, occ1, sets):
