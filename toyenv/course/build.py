@@ -64,7 +64,7 @@ class BuildError(Exception):
 
 def default_root() -> pathlib.Path:
     """The course folder: the checkout this package lives in, else the current directory."""
-    here = pathlib.Path(__file__).resolve().parents[1]
+    here = pathlib.Path(__file__).resolve().parents[2]
     if (here / "solutions").is_dir():
         return here
     return pathlib.Path.cwd()
