@@ -150,11 +150,15 @@ def parse_verdicts(nb) -> dict[str, ExerciseResult]:
     return found
 
 
-def _cell_problems(nb, timeouts: dict[int, float]) -> list[str]:
+def _cell_problems(nb, timeouts: dict[int, float], skip=()) -> list[str]:
+    """Cells that timed out or raised; errors of the cells in ``skip`` (the restored check cells,
+    whose verdicts already say why) are left out."""
     problems = []
     for i, cell in enumerate(nb.get("cells", [])):
         if i in timeouts:
             problems.append(f"cell {i + 1}: exceeded the {timeouts[i]:g} s limit and was interrupted")
+            continue
+        if i in skip:
             continue
         for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
             if out.get("output_type") == "error":
@@ -409,7 +413,7 @@ def grade_notebook(path, *, registry: dict | None = None, timeout: float = 120,
             result.status = "grader error"
             result.problems.append("the grader's result channel did not start in the kernel, so "
                                    "no verdict could be collected (is --kernel a Python/IPython kernel?)")
-    problems = _cell_problems(run, timeouts)
+    problems = _cell_problems(run, timeouts, skip=check_cells)
     if result.status == "ok" and problems:
         result.status = "timeout" if timeouts else "errors"
     result.problems += problems
