@@ -1,11 +1,14 @@
-"""The grader (toyenv.grade): runs copies of notebooks in fresh kernels, reads the check lines.
+"""The grader (toyenv.grade): runs copies of notebooks in fresh kernels, collects the verdicts.
 
 Synthetic notebooks (in a tmp folder, graded once per module, two at a time) cover a passing, a
 failing, a stub (the learner edition built by toyenv.build), an erroring, a looping, a silent and
 a broken notebook; then the course itself: every exercise passes on solutions/, none is attempted
-on notebooks/.
+on notebooks/. The synthetic exercises are tests/grade_demo_checks.py (standard library only, so
+a kernel starts in a second); tests/test_grade_adversarial.py tries to fool the grader.
 """
+import contextlib
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -27,17 +30,18 @@ SOLUTION = '''def double(x):
     ### END SOLUTION
 '''
 WRONG = "def double(x):\n    return x + 2\n"
-CHECK = '''def check(fn):
-    try:
-        ok = fn(3) == 6 and fn(0) == 0
-    except NotImplementedError:
-        print("[exercise 99.1] not attempted: not implemented yet")
-        return
-    print("[exercise 99.1] passed: double(3) == 6" if ok
-          else "[exercise 99.1] failed: double(0) should be 0: did you add instead of multiply?")
-check(double)
-'''
-TRIPLE = 'print("[exercise 99.2] passed: triple ok")'
+CHECK = 'import grade_demo_checks as checks\nchecks.check("99.1", double)'
+TRIPLE = "def triple(x):\n    return 3 * x"
+TRIPLE_CHECK = 'checks.check("99.2", triple)'
+TESTS = pathlib.Path(__file__).resolve().parent
+
+
+@contextlib.contextmanager
+def demo_kernels():
+    """Kernels (which inherit the environment) can import tests/grade_demo_checks.py."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        yield
 
 
 def _nb(*sources, markdown="### Exercise 99.1"):
@@ -49,13 +53,13 @@ def graded(tmp_path_factory):
     """Grade every synthetic notebook once; returns (results by file name, folder, bytes before)."""
     d = tmp_path_factory.mktemp("submissions")
     (d / "solutions").mkdir()
-    nbformat.write(_nb(SOLUTION, CHECK, TRIPLE), d / "solutions" / "99_demo.ipynb")
+    nbformat.write(_nb(SOLUTION, CHECK, TRIPLE, TRIPLE_CHECK), d / "solutions" / "99_demo.ipynb")
     build.build(d, log=lambda *a: None)                     # d/notebooks/99_demo.ipynb: the stub
     sub = d / "subs"
     sub.mkdir()
     (sub / "stub.ipynb").write_bytes((d / "notebooks" / "99_demo.ipynb").read_bytes())
     nbformat.write(_nb(SOLUTION.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", ""),
-                       CHECK, TRIPLE), sub / "99_demo.ipynb")
+                       CHECK, TRIPLE, TRIPLE_CHECK), sub / "99_demo.ipynb")
     nbformat.write(_nb(WRONG, CHECK), sub / "alice_99_demo.ipynb")
     nbformat.write(_nb("undefined_name + 1", WRONG.replace("x + 2", "2 * x"), CHECK),
                    sub / "99_demo_error.ipynb")
@@ -66,7 +70,8 @@ def graded(tmp_path_factory):
     (sub / ".ipynb_checkpoints").mkdir()
     (sub / ".ipynb_checkpoints" / "stub-checkpoint.ipynb").write_text("{}")
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sub.iterdir() if p.is_file()}
-    results = grade.grade([sub], registry=REGISTRY, timeout=3, jobs=2)
+    with demo_kernels():
+        results = grade.grade([sub], registry=REGISTRY, timeout=3, jobs=2, source=[d / "solutions"])
     return {pathlib.Path(r.path).name: r for r in results}, sub, before
 
 
@@ -91,9 +96,11 @@ def test_passing_notebook(graded):
 def test_failing_notebook_keeps_the_hint_and_matches_a_renamed_file(graded):
     r = graded[0]["alice_99_demo.ipynb"]
     assert r.notebook == "99_demo"
-    assert statuses(r) == {"99.1": "failed", "99.2": "not attempted"}
+    assert statuses(r) == {"99.1": "failed", "99.2": "failed"}
     assert "did you add instead of multiply?" in r.exercises[0].message
-    assert r.exercises[1].message == "its check did not run"
+    assert "`triple` is not defined" in r.exercises[1].message     # its check cell was put back
+    assert r.restored == ["check 99.2: the check cell was missing; the course's check cell was "
+                          "inserted as cell 4"]
 
 
 def test_learner_edition_stub_is_not_attempted(graded):
@@ -116,9 +123,10 @@ def test_infinite_loop_is_interrupted_and_execution_continues(graded):
     assert statuses(r)["99.1"] == "failed"                 # the cells after the loop still ran
 
 
-def test_silent_notebook_is_not_attempted(graded):
+def test_silent_notebook_fails_its_restored_checks(graded):
     r = graded[0]["99_demo_silent.ipynb"]
-    assert r.status == "ok" and statuses(r) == {"99.1": "not attempted", "99.2": "not attempted"}
+    assert r.status == "ok" and statuses(r) == {"99.1": "failed", "99.2": "failed"}
+    assert all("did you delete or rename it?" in e.message for e in r.exercises)
 
 
 @pytest.mark.parametrize("name", ["99_demo_broken.ipynb", "99_demo_notnb.ipynb"])
@@ -170,7 +178,8 @@ def test_command_line(tmp_path, capsys):
     cmd = [sys.executable, "-m", "toyenv.grade", str(tmp_path / "99_demo.ipynb"),
            str(tmp_path / "junk.txt"), "--registry", str(tmp_path / "registry.json"),
            "--json", str(out), "--timeout", "60"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with demo_kernels():
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "99.1  passed" in proc.stdout and "junk.txt" in proc.stdout
     report = json.loads(out.read_text())

@@ -1,29 +1,41 @@
-"""Grade learners' notebooks: run each in a fresh kernel and read the exercise checks' verdicts.
+"""Grade learners' notebooks: run each in a fresh kernel and collect the exercise checks' verdicts.
 
     python -m toyenv.grade submissions/                      # a table on stdout
     python -m toyenv.grade submissions/ --json grades.json   # ... and JSON for an LMS
     python -m toyenv.grade a.ipynb b.ipynb --format json --timeout 60 --jobs 2
+    python -m toyenv.grade submissions/ --json -             # JSON on stdout, the table on stderr
 
 Each notebook is copied into its own temporary folder and executed there with nbclient (the
 original is never modified), with a per-cell time limit: a cell that runs longer is interrupted
-and execution goes on with the next cell. Errors in cells do not stop the run either. Every check
-in ``toyenv.checks`` prints exactly one line
+and execution goes on with the next cell. Errors in cells do not stop the run either.
 
-    [exercise 02.1] passed: <message>      [exercise 02.1] failed: <hint>
-    [exercise 02.1] not attempted: <message>
+The grader decides pass/fail itself:
 
-and the grader reads those lines from the outputs. The exercises expected in a notebook are the
-ones ``toyenv.checks.EXERCISES`` registers for its stem (the course notebook's name, read from the
-build record that ``python -m toyenv.build`` leaves in the learner edition, so renamed submissions
-still match); an expected exercise whose check never printed is "not attempted".
+* Before running, every check cell (a cell calling ``checks.check("NN.k", fn)``) is put back from
+  the course's own source notebook (``solutions/``, else ``notebooks/``; ``--source DIR``), matched
+  by cell id, else by the exercise id it checks; a missing one is inserted where the source has
+  it. The restored cell re-imports the checks module (a learner's ``checks = ...`` or
+  ``checks.check = ...`` does not reach it). The notebook's ``restored`` list says what was put back.
+* Verdicts travel out of band (``toyenv.course.channel``): the kernel starts with a per-run key
+  it hides before any cell runs, and each check appends an HMAC-signed record to a file outside
+  the notebook's folder. Only genuine records written while a restored check cell runs count;
+  printed ``[exercise NN.k] ...`` lines are ignored.
+
+An expected exercise (``toyenv.checks.EXERCISES`` for the notebook's stem, read from the build
+record that ``python -m toyenv.build`` leaves in the learner edition, so renamed submissions still
+match) whose check cell never ran is "not attempted"; a check cell that ran but reported nothing
+(the function was deleted or renamed, the cell timed out) is "failed" with the reason.
 
 A notebook that raises, loops or is not a notebook at all gets a line saying so in the report,
 never a crash of the grader. The exit code is 0 unless the grader itself failed (no notebooks
-found, no kernel). Grading runs learners' code: do it in a container or an account you can spare.
+found, no kernel, a report path it refuses). Reports are never written over a notebook, an input
+or a file that is not a report of this grader (``--force`` allows the last). Grading runs learners'
+code: do it in a container or an account you can spare (see the README for what is not defended).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import os
@@ -36,12 +48,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from . import channel
+
 STATUSES = ("passed", "failed", "not attempted")
 LINE = re.compile(r"^\[exercise (?P<id>[^\]\s]+)\] (?P<status>passed|failed|not attempted)"
                   r"(?::\s?(?P<message>.*))?$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_PROBLEMS = 5                 # problems listed per notebook; the rest are counted
 MAX_MESSAGE = 200                # characters of a check's message shown in the table (JSON: all)
+REPORT_FORMAT = 2                # 2: + "restored" per notebook, "format"; nothing removed from 1
+DEFAULT_CHECKS_MODULE = "toyenv.course.checks"
 
 
 class GraderError(Exception):
@@ -68,6 +84,7 @@ class NotebookResult:
     problems: list = field(default_factory=list)
     exercises: list = field(default_factory=list)
     seconds: float = 0.0
+    restored: list = field(default_factory=list)   # check cells the grader put back, and why
 
     def count(self, status: str) -> int:
         return sum(e.status == status for e in self.exercises)
@@ -78,7 +95,7 @@ class NotebookResult:
 
 def load_registry(path: str | os.PathLike | None = None) -> dict:
     """Exercise registry {id: {"notebook": stem, "title": str}}: toyenv.checks.EXERCISES, or a
-    JSON file of that shape. {} if toyenv.checks does not exist (then only printed lines count)."""
+    JSON file of that shape. {} if toyenv.checks does not exist (then only reported ids count)."""
     if path is not None:
         return json.loads(pathlib.Path(path).read_text())
     try:
@@ -122,7 +139,9 @@ def output_lines(nb):
 
 
 def parse_verdicts(nb) -> dict[str, ExerciseResult]:
-    """{exercise id: its last printed verdict} from the outputs of an executed notebook."""
+    """{exercise id: its last printed verdict} from the outputs of an executed notebook.
+
+    For people reading outputs; the grader does not use it (printed lines can be faked)."""
     found = {}
     for _, line in output_lines(nb):
         m = LINE.match(line)
@@ -131,11 +150,15 @@ def parse_verdicts(nb) -> dict[str, ExerciseResult]:
     return found
 
 
-def _cell_problems(nb, timeouts: dict[int, float]) -> list[str]:
+def _cell_problems(nb, timeouts: dict[int, float], skip=()) -> list[str]:
+    """Cells that timed out or raised; errors of the cells in ``skip`` (the restored check cells,
+    whose verdicts already say why) are left out."""
     problems = []
     for i, cell in enumerate(nb.get("cells", [])):
         if i in timeouts:
             problems.append(f"cell {i + 1}: exceeded the {timeouts[i]:g} s limit and was interrupted")
+            continue
+        if i in skip:
             continue
         for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
             if out.get("output_type") == "error":
@@ -145,16 +168,164 @@ def _cell_problems(nb, timeouts: dict[int, float]) -> list[str]:
     return problems
 
 
+# --------------------------------------------------------------------------- check cells
+
+
+def _source_text(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _parse(source: str):
+    """ast of a code cell (IPython's %magic and !shell lines become `pass`), None if not Python."""
+    lines = [ln[:len(ln) - len(ln.lstrip())] + "pass" if ln.lstrip().startswith(("%", "!")) else ln
+             for ln in source.split("\n")]
+    try:
+        return ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError):
+        return None
+
+
+def check_calls(source: str) -> list[tuple[str, ast.Name, ast.expr | None]]:
+    """The checks a cell runs: top-level ``ALIAS.check("NN.k", fn)`` statements (bare or assigned,
+    without ``quiet=True``), as (exercise id, the ALIAS name node, the fn node)."""
+    tree = _parse(source)
+    out = []
+    for stmt in tree.body if tree else []:
+        call = stmt.value if isinstance(stmt, (ast.Expr, ast.Assign)) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "check" and isinstance(call.func.value, ast.Name)
+                and call.args and isinstance(call.args[0], ast.Constant)
+                and isinstance(call.args[0].value, str)):
+            continue
+        if any(k.arg == "quiet" and not (isinstance(k.value, ast.Constant) and not k.value.value)
+               for k in call.keywords):
+            continue                       # a demonstration (quiet=True), not the exercise's check
+        out.append((call.args[0].value, call.func.value, call.args[1] if len(call.args) > 1 else None))
+    return out
+
+
+def checks_modules(nb) -> dict[str, str]:
+    """{name: module} for the modules the notebook's top-level imports bind (``from toyenv.course
+    import checks`` -> {"checks": "toyenv.course.checks"})."""
+    found = {}
+    for cell in nb.get("cells", []):
+        tree = _parse(_source_text(cell)) if cell.get("cell_type") == "code" else None
+        for stmt in tree.body if tree else []:
+            if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+                for a in stmt.names:
+                    found[a.asname or a.name] = f"{stmt.module}.{a.name}"
+            elif isinstance(stmt, ast.Import):
+                for a in stmt.names:
+                    if a.asname:
+                        found[a.asname] = a.name
+    return found
+
+
+def restored_source(source: str, modules: dict[str, str]) -> str:
+    """A check cell's source as the grader runs it: each ``ALIAS.check(...)`` calls a freshly
+    imported and reloaded checks module instead, so ``checks = ...`` or ``checks.check = ...`` in
+    the learner's cells does not reach it."""
+    calls = check_calls(source)
+    aliases = sorted({name.id for _, name, _ in calls})
+    lines = source.split("\n")
+    for _, name, _ in sorted(calls, key=lambda c: (c[1].lineno, c[1].col_offset), reverse=True):
+        raw = lines[name.lineno - 1].encode("utf-8")          # ast offsets count UTF-8 bytes
+        raw = raw[:name.col_offset] + f"__grader_{name.id}".encode() + raw[name.end_col_offset:]
+        lines[name.lineno - 1] = raw.decode("utf-8")
+    prelude = ["import importlib as __grader_importlib  # check cell restored by toyenv.grade"]
+    for a in aliases:
+        module = modules.get(a, DEFAULT_CHECKS_MODULE)
+        prelude.append(f"__grader_{a} = __grader_importlib.reload("
+                       f"__grader_importlib.import_module({module!r}))")
+    return "\n".join(prelude + lines)
+
+
+def find_source(stem: str, source_dirs) -> pathlib.Path | None:
+    """The course's own notebook for ``stem``: the first ``DIR/stem.ipynb`` of ``source_dirs``."""
+    for d in source_dirs:
+        p = pathlib.Path(d) / f"{stem}.ipynb"
+        if p.is_file():
+            return p
+    return None
+
+
+def default_source_dirs() -> list[pathlib.Path]:
+    """solutions/, then notebooks/ (identical check cells), of the checkout this package lives in,
+    else of the current folder."""
+    root = pathlib.Path(__file__).resolve().parents[2]         # toyenv/course/grade.py -> checkout
+    if not any((root / d).is_dir() for d in ("solutions", "notebooks")):
+        root = pathlib.Path.cwd()
+    return [root / "solutions", root / "notebooks"]
+
+
+def restore_check_cells(nb, source_nb=None):
+    """Put the course's check cells back into (a copy of) ``nb`` before it runs.
+
+    Every check cell of ``source_nb`` replaces the submission's cell with the same id, else the
+    submission's check cell for the same exercise, else it is inserted after the nearest cell
+    that precedes it in the source. Without ``source_nb`` the submission's own check cells are
+    used (still rewritten to re-import the checks). Returns (notebook to run, {cell index:
+    [(exercise id, function name)]}, notes on what was put back).
+    """
+    run = copy.deepcopy(nb)
+    cells = run.setdefault("cells", [])
+    notes = []
+    if source_nb is None:
+        source_nb, own = nb, True
+    else:
+        own = False
+    modules = checks_modules(source_nb)
+    src_cells = source_nb.get("cells", [])
+    planted = {}                                   # id(cell object) -> [(exercise, fn name)]
+    for k, src in enumerate(src_cells):
+        calls = check_calls(_source_text(src)) if src.get("cell_type") == "code" else []
+        if not calls:
+            continue
+        ids = [c[0] for c in calls]
+        fns = [c[2].id if isinstance(c[2], ast.Name) else None for c in calls]
+        label = ", ".join(ids)
+        new = copy.deepcopy(src)
+        new["outputs"], new["execution_count"], new["metadata"] = [], None, {}
+        new["source"] = restored_source(_source_text(src), modules)
+        if own:
+            cells[k] = new
+            planted[id(new)] = list(zip(ids, fns))
+            continue
+        same_id = [j for j, c in enumerate(cells) if src.get("id") and c.get("id") == src.get("id")]
+        same_ex = [j for j, c in enumerate(cells) if id(c) not in planted
+                   and c.get("cell_type") == "code"
+                   and {x for x, _, _ in check_calls(_source_text(c))} & set(ids)]
+        target = (same_id or same_ex or [None])[0]
+        if target is not None:
+            old = cells[target]
+            if old.get("cell_type") != "code" or _source_text(old).strip() != _source_text(src).strip():
+                notes.append(f"check {label}: the check cell was edited; the course's check cell ran")
+            cells[target] = new
+        else:
+            known = {c.get("id"): j for j, c in enumerate(cells) if c.get("id")}
+            before = next((known[s.get("id")] for s in reversed(src_cells[:k]) if s.get("id") in known),
+                          None)
+            where = len(cells) if before is None else before + 1
+            cells.insert(where, new)
+            notes.append(f"check {label}: the check cell was missing; the course's check cell was "
+                         f"inserted as cell {where + 1}")
+        planted[id(new)] = list(zip(ids, fns))
+    return run, {j: planted[id(c)] for j, c in enumerate(cells) if id(c) in planted}, notes
+
+
 # --------------------------------------------------------------------------- running
 
 
 def grade_notebook(path, *, registry: dict | None = None, timeout: float = 120,
-                   kernel: str = "python3", startup_timeout: float = 60) -> NotebookResult:
+                   kernel: str = "python3", startup_timeout: float = 60,
+                   source=None) -> NotebookResult:
     """Execute a copy of the notebook at ``path`` in a fresh kernel and grade it.
 
     ``registry``: {id: {"notebook", "title"}} (default: toyenv.checks.EXERCISES); ``timeout``:
-    seconds per cell. Never raises for a bad notebook; raises GraderError only when the kernel
-    cannot be started.
+    seconds per cell; ``source``: folders holding the course's own notebooks, whose check cells
+    are restored (default: solutions/, then notebooks/). Never raises for a bad notebook; raises
+    GraderError only when the kernel cannot be started.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -162,6 +333,7 @@ def grade_notebook(path, *, registry: dict | None = None, timeout: float = 120,
 
     path = pathlib.Path(path)
     registry = load_registry() if registry is None else registry
+    source = default_source_dirs() if source is None else [pathlib.Path(d) for d in source]
     t0 = time.perf_counter()
     result = NotebookResult(str(path), path.stem, "ok")
     if not path.is_file():
@@ -178,27 +350,53 @@ def grade_notebook(path, *, registry: dict | None = None, timeout: float = 120,
         result.seconds = time.perf_counter() - t0
         return result
 
+    stem = _expected_stem(path, nb, registry)
+    course_nb = None
+    course_path = find_source(stem, source) if stem else None
+    if course_path is not None:
+        try:
+            course_nb = nbformat.read(course_path, as_version=4)
+        except Exception as e:      # noqa: BLE001  the course's own notebook is broken: say so
+            result.restored.append(f"cannot read the course notebook {course_path}: {e}")
+    run, check_cells, notes = restore_check_cells(nb, course_nb)
+    result.restored += notes
+    if course_nb is None and check_cells:
+        result.restored.append("no course notebook found for this submission (see --source): its "
+                               "own check cells ran, re-importing the checks")
+
     timeouts: dict[int, float] = {}
+    outcomes: dict[str, tuple] = {}          # exercise id -> (records, error name, error value, fn)
 
-    def on_executed(cell, cell_index, execute_reply):
-        content = execute_reply.get("content", {}) if execute_reply else {}
-        if content.get("ename") == "GraderTimeout":
-            timeouts[cell_index] = timeout
+    with tempfile.TemporaryDirectory(prefix="toyenv-grade-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="toyenv-grade-channel-") as private:
+        chan = channel.Run(private)          # outside the kernel's folder
 
-    with tempfile.TemporaryDirectory(prefix="toyenv-grade-") as tmp:
+        def on_start(cell, cell_index):
+            chan.read_new()                  # whatever ordinary cells reported does not count
+
+        def on_executed(cell, cell_index, execute_reply):
+            content = execute_reply.get("content", {}) if execute_reply else {}
+            if content.get("ename") == "GraderTimeout":
+                timeouts[cell_index] = timeout
+            records = chan.read_new()
+            for ex, fn in check_cells.get(cell_index, []):
+                mine = [r for r in records if r["id"] == ex]
+                outcomes[ex] = (mine, content.get("ename"), content.get("evalue", ""), fn)
+
         work = pathlib.Path(tmp) / path.name
         shutil.copyfile(path, work)               # the kernel's folder holds a copy, not the original
-        run = copy.deepcopy(nb)
         client = NotebookClient(
             run, timeout=timeout, startup_timeout=startup_timeout, kernel_name=kernel,
             allow_errors=True, interrupt_on_timeout=True, record_timing=False,
             error_on_timeout={"ename": "GraderTimeout",
                               "evalue": f"cell exceeded {timeout:g} s", "traceback": []},
-            on_cell_executed=on_executed, resources={"metadata": {"path": tmp}})
+            extra_arguments=chan.kernel_arguments(),
+            on_cell_start=on_start, on_cell_executed=on_executed,
+            resources={"metadata": {"path": tmp}})
         log = pathlib.Path(tmp) / "kernel-stderr.txt"
         try:
             with open(log, "w") as stderr:       # kernel chatter stays out of the report
-                client.execute(stderr=stderr)
+                client.execute(stderr=stderr, env=chan.env())
         except DeadKernelError as e:
             tail = [ln for ln in log.read_text(errors="replace").splitlines()
                     if ln.strip() and "WARNING" not in ln][-1:] if log.exists() else []
@@ -212,26 +410,56 @@ def grade_notebook(path, *, registry: dict | None = None, timeout: float = 120,
                                   "--kernel NAME (see `jupyter kernelspec list`).") from e
             result.status = "grader error"
             result.problems.append(f"execution stopped: {type(e).__name__}: {e}")
-    problems = _cell_problems(run, timeouts)
+        chan.read_new()
+        if not chan.ready and result.status == "ok":
+            result.status = "grader error"
+            result.problems.append("the grader's result channel did not start in the kernel, so "
+                                   "no verdict could be collected (is --kernel a Python/IPython kernel?)")
+    problems = _cell_problems(run, timeouts, skip=check_cells)
     if result.status == "ok" and problems:
         result.status = "timeout" if timeouts else "errors"
     result.problems += problems
-    _fill_exercises(result, path, run, registry, parse_verdicts(run))
+    verdicts = {ex: _verdict(ex, *o, timeout=timeout) for ex, o in outcomes.items()}
+    _fill_exercises(result, path, run, registry, verdicts)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _fill_exercises(result: NotebookResult, path, nb, registry, printed) -> None:
+def _verdict(ex: str, records, ename, evalue, fn, *, timeout) -> ExerciseResult:
+    """The verdict of exercise ``ex`` from what its restored check cell reported and raised."""
+    if len(records) == 1:
+        return ExerciseResult(ex, records[0]["status"], records[0]["message"])
+    if len(records) > 1:
+        return ExerciseResult(ex, "failed", f"{len(records)} verdicts were reported while its check "
+                              "cell ran, where the check reports one: something besides the "
+                              "check reported a result")
+    evalue = _ANSI.sub("", str(evalue or "")).strip().splitlines()
+    evalue = evalue[0][:200] if evalue else ""
+    if ename == "GraderTimeout":
+        why = f"its check cell did not finish within {timeout:g} s (does your function loop forever?)"
+    elif ename == "NameError":
+        name = f"`{fn}`" if fn else "your function"
+        why = (f"{name} is not defined when its check runs ({evalue}): the check calls your "
+               f"function by the name the notebook gave it; did you delete or rename it?")
+    elif ename:
+        why = f"its check cell raised {ename}: {evalue}".rstrip(": ")
+    else:
+        why = ("its check cell ran but no verdict reached the grader (were the course's checks "
+               "changed in the kernel?)")
+    return ExerciseResult(ex, "failed", why)
+
+
+def _fill_exercises(result: NotebookResult, path, nb, registry, reported) -> None:
     stem = _expected_stem(path, nb, registry)
-    if stem is None and printed:     # known from the ids the checks printed
-        stems = {registry[i]["notebook"] for i in printed if i in registry}
+    if stem is None and reported:    # known from the ids the checks reported
+        stems = {registry[i]["notebook"] for i in reported if i in registry}
         stem = stems.pop() if len(stems) == 1 else None
     result.notebook = stem or path.stem
     expected = [i for i, v in registry.items() if v["notebook"] == stem]
-    ids = sorted(set(expected) | set(printed), key=_id_key)
+    ids = sorted(set(expected) | set(reported), key=_id_key)
     for i in ids:
         title = registry.get(i, {}).get("title", "")
-        e = printed.get(i) or ExerciseResult(i, "not attempted", "its check did not run")
+        e = reported.get(i) or ExerciseResult(i, "not attempted", "its check did not run")
         e.title = title
         if i not in registry and registry:
             e.message = (e.message + " " if e.message else "") + "(not a registered exercise)"
@@ -258,21 +486,24 @@ def find_notebooks(paths) -> list[pathlib.Path]:
 
 
 def _grade_one(args):
-    path, registry, timeout, kernel = args
+    path, registry, timeout, kernel, source = args
     try:
-        return grade_notebook(path, registry=registry, timeout=timeout, kernel=kernel)
+        return grade_notebook(path, registry=registry, timeout=timeout, kernel=kernel,
+                              source=source)
     except GraderError as e:
         return e
 
 
 def grade(paths, *, registry: dict | None = None, timeout: float = 120, kernel: str = "python3",
-          jobs: int = 1) -> list[NotebookResult]:
-    """Grade every notebook under ``paths`` (see find_notebooks), ``jobs`` at a time."""
+          jobs: int = 1, source=None) -> list[NotebookResult]:
+    """Grade every notebook under ``paths`` (see find_notebooks), ``jobs`` at a time; ``source``:
+    folders of the course's own notebooks (see grade_notebook)."""
     notebooks = find_notebooks(paths)
     if not notebooks:
         raise GraderError(f"no notebooks found in {', '.join(map(str, paths))}")
     registry = load_registry() if registry is None else registry
-    work = [(p, registry, timeout, kernel) for p in notebooks]
+    source = default_source_dirs() if source is None else [pathlib.Path(d) for d in source]
+    work = [(p, registry, timeout, kernel, source) for p in notebooks]
     if jobs > 1 and len(work) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(_grade_one, work))
@@ -299,8 +530,64 @@ def to_json(results: list[NotebookResult], *, timeout: float) -> dict:
     rows = [{"path": r.path, "notebook": r.notebook, "exercise": e.id, "title": e.title,
              "status": e.status, "message": e.message, "notebook_status": r.status}
             for r in results for e in r.exercises]
-    return {"grader": "toyenv.grade", "timeout_per_cell": timeout, "notebooks": notebooks,
-            "rows": rows}
+    return {"grader": "toyenv.grade", "format": REPORT_FORMAT, "timeout_per_cell": timeout,
+            "notebooks": notebooks, "rows": rows}
+
+
+def is_report(path) -> bool:
+    """True if ``path`` holds a JSON report written by this grader (one it may replace)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and data.get("grader") == "toyenv.grade"
+            and isinstance(data.get("notebooks"), list) and isinstance(data.get("rows"), list))
+
+
+def check_output_path(out, inputs, *, force: bool = False, option: str = "--json") -> None:
+    """Raise GraderError unless writing a report to ``out`` is safe.
+
+    Never: a path ending in .ipynb (also through a symlink), a folder, or any of ``inputs`` (the
+    paths given, the notebooks found, the registry file). Not without ``force``: an existing file
+    that is not a report of this grader. ``-`` (stdout) is always fine.
+    """
+    if str(out) == "-":
+        return
+    p = pathlib.Path(out)
+    glob_hint = (f" If the shell expanded a pattern such as *.ipynb right after {option}, the "
+                 f"first notebook became the report's name: write {option} FILE before the "
+                 f"notebooks, or {option} - for stdout.")
+    if p.suffix.lower() == ".ipynb" or p.resolve().suffix.lower() == ".ipynb":
+        raise GraderError(f"{option} {out}: refusing to write the report over a notebook "
+                          f"(the report is JSON; name it e.g. grades.json).{glob_hint}")
+    if p.is_dir():
+        raise GraderError(f"{option} {out}: is a folder; give a file name such as {p / 'grades.json'}")
+    target = p.resolve()
+    for q in inputs:
+        q = pathlib.Path(q)
+        same = (q.resolve() == target
+                or (p.exists() and q.exists() and os.path.samefile(p, q)))
+        if same:
+            raise GraderError(f"{option} {out}: refusing to write the report over an input of "
+                              f"this run ({q}).{glob_hint}")
+    if p.exists() and not force and not is_report(p):
+        raise GraderError(f"{option} {out}: the file exists and is not a report of toyenv.grade; "
+                          f"refusing to overwrite it (choose another name, or pass --force)")
+
+
+def write_report(out, report: dict) -> None:
+    """Write ``report`` to ``out`` (checked with check_output_path first) via a temporary file in
+    the same folder, so an interrupted write never leaves half a file in its place."""
+    p = pathlib.Path(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, p)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def format_table(results: list[NotebookResult]) -> str:
@@ -313,8 +600,10 @@ def format_table(results: list[NotebookResult]) -> str:
             lines.append(f"    ! {p}")
         if len(r.problems) > MAX_PROBLEMS:
             lines.append(f"    ! ... and {len(r.problems) - MAX_PROBLEMS} more problems")
+        for note in r.restored:
+            lines.append(f"    * {note}")
         if not r.exercises:
-            lines.append("    (no exercises registered or printed for this notebook)")
+            lines.append("    (no exercises registered or reported for this notebook)")
         width = max((len(e.id) for e in r.exercises), default=0)
         for e in r.exercises:          # the title is in the JSON; the table keeps the hint
             msg = e.message if len(e.message) <= MAX_MESSAGE else e.message[:MAX_MESSAGE - 3] + "..."
@@ -336,29 +625,51 @@ def main(argv=None) -> int:
                     "passed / failed / not attempted. The notebooks are never modified.")
     ap.add_argument("paths", nargs="+", help="notebooks, or folders searched for *.ipynb")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per cell (default 120)")
-    ap.add_argument("--json", metavar="FILE", help="also write the JSON report to FILE")
+    ap.add_argument("--json", metavar="FILE",
+                    help="also write the JSON report to FILE ('-': to stdout, the table to "
+                         "stderr). Never a notebook or an input; an existing FILE must be a "
+                         "report of this grader unless --force")
     ap.add_argument("--format", choices=("table", "json"), default="table",
                     help="what to print on stdout (default table)")
     ap.add_argument("--jobs", "-j", type=int, default=1, help="notebooks graded at once")
     ap.add_argument("--kernel", default="python3", help="kernel name (default python3)")
     ap.add_argument("--registry", metavar="FILE",
                     help="JSON {id: {notebook, title}} instead of toyenv.checks.EXERCISES")
+    ap.add_argument("--source", metavar="DIR", action="append",
+                    help="folder of the course's own notebooks whose check cells are restored "
+                         "before grading (repeatable; default: solutions/, then notebooks/)")
+    ap.add_argument("--force", action="store_true",
+                    help="let --json replace an existing file that is not a report of this grader "
+                         "(never a notebook or an input)")
     args = ap.parse_args(argv)
     if args.timeout <= 0:
         ap.error(f"--timeout must be positive seconds, got {args.timeout}")
     try:
+        if args.json:                    # before grading: a refused path costs nothing
+            inputs = list(args.paths) + find_notebooks(args.paths)
+            inputs += [args.registry] if args.registry else []
+            check_output_path(args.json, inputs, force=args.force)
         results = grade(args.paths, registry=load_registry(args.registry), timeout=args.timeout,
-                        kernel=args.kernel, jobs=max(1, args.jobs))
+                        kernel=args.kernel, jobs=max(1, args.jobs), source=args.source)
     except (GraderError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     report = to_json(results, timeout=args.timeout)
+    text = json.dumps(report, indent=2)
+    if args.json == "-":                 # stdout is the report; the table goes to stderr
+        print(text)
+        if args.format == "table":
+            print(format_table(results), file=sys.stderr)
+        return 0
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if args.format == "json":
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_table(results))
+        try:
+            check_output_path(args.json, inputs, force=args.force)   # again: grading took a while
+            write_report(args.json, report)
+        except (GraderError, OSError) as e:
+            print(format_table(results) if args.format == "table" else text)
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    print(text if args.format == "json" else format_table(results))
     return 0
 
 
