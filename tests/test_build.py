@@ -334,3 +334,10 @@ def test_written_files_keep_ordinary_permissions(course):
     run_build(course)
     path = course / "notebooks" / "07_demo.ipynb"
     assert path.stat().st_mode & 0o044 == 0o044, "learner notebooks must be readable by others"
+
+
+def test_default_root_is_the_checkout_from_anywhere(monkeypatch, tmp_path):
+    """`python -m toyenv.build` run from another folder still finds this checkout's solutions/."""
+    monkeypatch.chdir(tmp_path)
+    assert (build.default_root() / "solutions").is_dir()
+    assert build.default_root() == pathlib.Path(build.__file__).resolve().parents[2]
