@@ -16,7 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (toyenv)" >/dev/null
 	touch $@
 
-install: $(VENV)/.installed
+# JupyterLab's defaults for the course's environment (no "official Jupyter news?" pop-up, no update
+# check, the notebook's kernel starts without a "Select Kernel" dialog): JupyterLab reads them from
+# its application directory, <prefix>/share/jupyter/lab/settings/overrides.json. Binder: postBuild.
+LAB_SETTINGS = $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_SETTINGS): lab-settings/overrides.json $(VENV)/.installed
+	mkdir -p $(@D)
+	cp lab-settings/overrides.json $@
+
+install: $(VENV)/.installed $(LAB_SETTINGS)
 
 # as root (a container), JupyterLab refuses to start without --allow-root; LAB_ARGS passes more options,
 # e.g. make lab LAB_ARGS="--no-browser --port 8890"
@@ -25,12 +33,13 @@ lab: install
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser-deps
-	MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
+	TOYENV_CHROMIUM=$(CHROMIUM_BIN) MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
 	    --nbval-lax --nbval-current-env -q
 
 # tests/test_browser.py drives Debian's chromium: installed here when missing (as root, apt-get,
-# e.g. CI); elsewhere that one test skips and says why.
-CHROMIUM_BIN ?= /usr/bin/chromium
+# e.g. CI); elsewhere that one test skips and says why. Another Chromium or Chrome binary:
+#   make test CHROMIUM_BIN=/usr/bin/google-chrome
+CHROMIUM_BIN ?= $(or $(TOYENV_CHROMIUM),/usr/bin/chromium)
 browser-deps:
 	@if [ ! -x $(CHROMIUM_BIN) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing chromium for tests/test_browser.py (apt-get)"; \

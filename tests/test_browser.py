@@ -8,11 +8,15 @@ sees when the widget front end is missing). Screenshots go to ``test-artifacts/b
 
 Three tests share one server: the course's 02 with its ε slider moved; Run All of every notebook
 (no error, every widget rendered, a figure, the learner edition's exercises "not attempted"); and a
-wrong answer typed into exercise 00.1, whose check must answer with a hint. The learner edition is
+wrong answer typed into exercise 00.1, whose check must answer with a hint. The server runs with the
+JupyterLab defaults that ``make install`` puts in the environment (lab-settings/overrides.json), and a
+fourth test shows that nothing covers the first notebook a learner opens (no news pop-up, no "Select
+Kernel" dialog), which a second server without those defaults does show. The learner edition is
 used (the solutions when it is missing), copied into a temporary folder so that JupyterLab's
 autosave never touches the repository; without any course, a small ipywidgets + matplotlib fixture. ``make test`` installs chromium where it is missing (as root, with
 apt-get); elsewhere the test skips with the reason.
 """
+import contextlib
 import json
 import os
 import pathlib
@@ -30,6 +34,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM = pathlib.Path(os.environ.get("TOYENV_CHROMIUM", "/usr/bin/chromium"))
+# CI sets it (.github/workflows/test.yml): there a missing browser fails instead of skipping
+REQUIRE_BROWSER = bool(os.environ.get("TOYENV_REQUIRE_BROWSER"))
+LAB_SETTINGS = ROOT / "lab-settings" / "overrides.json"   # make install copies it into the venv
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking"]
@@ -40,7 +47,7 @@ WIDGET_AS_TEXT = ("IntSlider(", "FloatSlider(", "FloatLogSlider(", "SelectionSli
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
+    pytest.mark.skipif(not CHROMIUM.exists() and not REQUIRE_BROWSER,
                        reason=f"no {CHROMIUM}: install Debian's chromium (make test does, as root)"),
 ]
 
@@ -108,12 +115,26 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(lab_root, tmp_path_factory):
-    """A running JupyterLab serving the notebook's folder: yields (base_url, token)."""
-    home = tmp_path_factory.mktemp("lab-home")
+    """A running JupyterLab serving the notebook's folder: yields (base_url, token). It runs with
+    the JupyterLab defaults installed in this environment, as `make lab` does: the course's
+    lab-settings/overrides.json, which `make install` copies there (no news pop-up)."""
+    from jupyterlab.commands import get_app_dir
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"no {CHROMIUM} and TOYENV_REQUIRE_BROWSER is set: install chromium "
+                    "(make browser-deps as root) or point CHROMIUM_BIN / TOYENV_CHROMIUM at one")
+    installed = pathlib.Path(get_app_dir()) / "settings" / "overrides.json"
+    if not installed.exists() or installed.read_text() != LAB_SETTINGS.read_text():
+        pytest.fail(f"{installed} is not the course's lab-settings/overrides.json: run "
+                    "`make install` (make test does), which copies it there")
+    with _serve_lab(lab_root, tmp_path_factory.mktemp("lab-home")) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def _serve_lab(lab_root, home, extra_args=()):
+    """Start `jupyter lab` on `lab_root` with its state in `home`; yields (base_url, token)."""
     settings = home / "settings"
-    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     # render every cell (JupyterLab 4 draws only the cells in view by default), so that the
     # checks below see every output and every widget
     tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
@@ -128,7 +149,7 @@ def lab(lab_root, tmp_path_factory):
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--ServerApp.token={token}", f"--ServerApp.root_dir={lab_root}",
            "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={settings}",
-           f"--LabApp.workspaces_dir={home / 'workspaces'}"]
+           f"--LabApp.workspaces_dir={home / 'workspaces'}", *extra_args]
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=lab_root)
@@ -419,3 +440,92 @@ def test_a_wrong_answer_gets_a_hint_in_the_browser(lab, lab_root):
     assert "[exercise 00.1] failed" in out, out
     assert "Traceback" not in out and not errors, (out, errors)
     assert len(out.split("failed:", 1)[1].strip()) > 40, f"the hint is too short to help: {out!r}"
+
+
+JS_COVERING = """() => ({
+  toasts: [...document.querySelectorAll('.jp-toastContainer .Toastify__toast')].map(e => e.innerText),
+  dialogs: [...document.querySelectorAll('.jp-Dialog')].map(e => e.innerText)})"""
+
+
+def _first_look(page, base, token, name, watch=8.0, until=None):
+    """Open `name` as a learner does and watch it until its kernel is idle and `watch` seconds
+    have passed since the notebook appeared (without the course's defaults the news toast came
+    after ~4 s here), or until `until(seen)`: every toast and dialog seen over it, and the
+    kernel's status at the end."""
+    page.goto(f"{base}/lab/tree/{name}?reset&token={token}", timeout=90_000)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.content", timeout=90_000)
+    seen, start = {"toasts": set(), "dialogs": set()}, time.monotonic()
+    while time.monotonic() < start + 90:
+        covering = page.evaluate(JS_COVERING)
+        for kind in seen:
+            seen[kind].update(text.strip() for text in covering[kind])
+        if until is not None and until(seen):
+            break
+        if time.monotonic() > start + watch and page.evaluate(JS_KERNEL_STATUS) == "idle":
+            break
+        page.wait_for_timeout(250)
+    status = page.evaluate(JS_KERNEL_STATUS)
+    return seen, status
+
+
+def _without_kernel_metadata(lab_root, name, prefix="no_kernelspec_"):
+    """A copy of `name` with no kernelspec, like a notebook from elsewhere: JupyterLab asks
+    which kernel to start unless told to start the preferred one."""
+    nb = nbformat.read(lab_root / name, as_version=4)
+    nb.metadata.pop("kernelspec", None)
+    nb.metadata.pop("language_info", None)
+    copy = lab_root / f"{prefix}{name}"
+    nbformat.write(nb, copy)
+    return copy.name
+
+
+def _news_and_kernel_dialog(seen):
+    """Both distractions seen (lower case: a dialog's body, "Select kernel for: ...", may be
+    read before its title)."""
+    return (any("jupyter news" in t.lower() for t in seen["toasts"])
+            and any("select kernel" in t.lower() for t in seen["dialogs"]))
+
+
+def test_nothing_covers_the_first_notebook(lab, lab_root, tmp_path_factory):
+    """What a learner sees first: notebook 00 (and a notebook without kernel metadata) opens with
+    its kernel started and nothing over it. The same check against a server without the course's
+    defaults must see the news toast and the "Select Kernel" dialog, so it is not blind."""
+    from playwright.sync_api import sync_playwright
+
+    first = next((p.name for p in COURSE if p.name.startswith("00_")), None) \
+        or sorted(p.name for p in lab_root.glob("*.ipynb"))[0]
+    bare = _without_kernel_metadata(lab_root, first)
+    # its own copy: JupyterLab's autosave may write the kernel it started into `bare`
+    control_copy = _without_kernel_metadata(lab_root, first, prefix="control_no_kernelspec_")
+    base, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    looks, t0 = {}, time.monotonic()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            for name, stem in ((first, "first_look"), (bare, "first_look_no_kernelspec")):
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                looks[name] = _first_look(page, base, token, name)
+                page.screenshot(path=str(ARTIFACTS / f"{stem}.png"))
+                page.close()
+            _shutdown_kernels(base, token)
+            home = tmp_path_factory.mktemp("lab-home-defaults")
+            (home / "app-settings").mkdir()
+            with _serve_lab(lab_root, home, [f"--LabApp.app_settings_dir={home / 'app-settings'}"]) \
+                    as (base0, token0):
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                control, _ = _first_look(page, base0, token0, control_copy,
+                                         until=_news_and_kernel_dialog)
+                page.screenshot(path=str(ARTIFACTS / "first_look_without_course_defaults.png"))
+                page.close()
+                _shutdown_kernels(base0, token0)
+        finally:
+            browser.close()
+    print(f"\nfirst look in {time.monotonic() - t0:.1f} s; without the course's defaults: {control}")
+    assert _news_and_kernel_dialog(control), \
+        f"without the defaults JupyterLab should show the news toast and Select Kernel: {control}"
+    for name, (seen, status) in looks.items():
+        assert not seen["toasts"] and not seen["dialogs"], f"{name}: covered by {seen}"
+        assert status == "idle", f"{name}: kernel {status!r} (it should start by itself)"
+
