@@ -140,6 +140,33 @@ def test_05_6_shared_rows_trade_rare_prompts_for_pass1():
     assert toyenv.success_prob(tab)[rare].min() > 0.99
 
 
+def test_05_7_pass_at_k_explorer_shows_the_gap_widening():
+    """05 §7, the pass@k explorer on the shared-row run (k grid 1 ... 4096 on quarter powers of 2,
+    k = 256): pass@1 0.23 -> 0.74 by step 50, then hardly moves (0.749 at step 200); pass@256 falls
+    at every snapshot (1.00 -> 0.88 -> 0.81 -> 0.80 -> 0.79); the crossover stays at k ~ 6; at
+    k = 4096 the trained policy is still below the base and the gap grows with training."""
+    from toyenv import widgets
+    mdp, base = many()
+    run = many_shared()
+    k_grid = np.unique(np.round(2 ** np.arange(0, 12.01, 0.25)).astype(int))
+    app = widgets.pass_at_k_explorer(run, base=base, ks=k_grid, k=256)
+    assert app.data["labels"] == [0, 50, 100, 150, 200]
+    assert [o[1] for o in app.controls["k"].options] == [2 ** i for i in range(13)]
+    assert app.controls["k"].value == 256 and app.controls["step"].value == 200
+    table, pk_base = app.data["table"], app.data["pass_at_k_base"]
+    np.testing.assert_allclose(table, [toyenv.pass_at_k(p, k_grid) for _, p in run.snapshots])
+    p1, p256 = table[:, 0], table[:, list(k_grid).index(256)]
+    assert p1[0] == pytest.approx(0.2273, abs=1e-4) and p1[1] == pytest.approx(0.74, abs=0.01)
+    assert p1[-1] == pytest.approx(0.749, abs=0.001) and 0 < p1[-1] - p1[1] < 0.01
+    assert np.all(np.diff(p1) > 0) and np.all(np.diff(p256) < 0)
+    np.testing.assert_allclose(p256, [1.00, 0.88, 0.81, 0.80, 0.79], atol=0.01)
+    cross = app.data["crossovers"]
+    assert cross[0] == [] and all(len(c) == 1 and 6 < c[0][0] < 6.5 for c in cross[1:])
+    p4096 = table[:, -1]
+    assert k_grid[-1] == 4096 and p4096[-1] < pk_base[-1] - 0.01 and np.all(np.diff(p4096) < 0)
+    assert pk_base[-1] - p4096[-1] < pk_base[list(k_grid).index(256)] - p256[-1]   # larger k, smaller gap
+
+
 def test_05_6_exact_per_state_rl_never_lowers_a_prompt():
     """05 §7: 'the exact-gradient version of this run provably never lowers any prompt's success'
     (one row per state; checked at every logged snapshot)."""

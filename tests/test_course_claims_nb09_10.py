@@ -67,6 +67,48 @@ def test_09_rl_first_changes_nothing_and_rl_then_sft_equals_sft_alone(ablation):
                      "RL alone": ["no change"], "SFT alone": ["expansion"]}
 
 
+def test_09_8_one_method_several_roles(ablation):
+    """09 §8, the world x method chooser: SFT is expansion-dominant on hidden-path, reshaping-dominant
+    on many-paths; RL is "no change" on hidden-path from the base, reshaping-dominant after SFT and on
+    many-paths; the scaffold distillation is reshaping-dominant by its masses, while section 3's rule
+    calls it consolidation (it is mystery run B: it keeps >= 90% of the teacher's success)."""
+    from toyenv import widgets
+    mdp, base, reps = ablation
+    mp = toyenv.make("many-paths")
+    mp_base = mp.base_policy()
+    sc = toyenv.make("scaffold")
+    sc_base = sc.base_policy()
+    results = {
+        ("hidden-path", "SFT"): reps["SFT alone"]["SFT"].run,
+        ("hidden-path", "RL"): reps["RL alone"]["RL"].run,
+        ("hidden-path", "RL after SFT"): reps["SFT → RL"]["RL"].run,
+        ("many-paths", "SFT"): toyenv.sft(mp_base, toyenv.demonstrations(mp, 16, seed=0), steps=60, seed=0),
+        ("many-paths", "RL"): toyenv.rl(mp_base, beta=0.0, steps=60, seed=0),
+        ("scaffold", "distillation"): toyenv.distill(sc_base, sc_base, teacher_prompts="hinted", on_policy=0.0,
+                                                     steps=100, seed=0, n_samples=16),
+    }
+    k_grid = np.unique(np.round(2 ** np.arange(0, 12.01, 0.25)).astype(int))
+    app = widgets.method_world_chooser(results, ks=k_grid)
+    roles = {key: d["role"] for key, d in app.data["precomputed"].items()}
+    assert roles == {("hidden-path", "SFT"): "expansion-dominant", ("hidden-path", "RL"): "no change",
+                     ("hidden-path", "RL after SFT"): "reshaping-dominant",
+                     ("many-paths", "SFT"): "reshaping-dominant", ("many-paths", "RL"): "reshaping-dominant",
+                     ("scaffold", "distillation"): "reshaping-dominant"}
+    for key, run in results.items():             # the widget's verdict is toyenv.diagnose's role
+        assert toyenv.diagnose(run.snapshots[0][1], run.policy, 1e-3).role == roles[key], key
+    # SFT's demonstrations are outside the base's support in hidden-path, inside it in many-paths
+    assert app.data["precomputed"][("hidden-path", "SFT")]["counts"]["expanded"] == 12
+    assert app.data["precomputed"][("many-paths", "SFT")]["counts"]["expanded"] == 0
+    # RL from the base never saw a reward; after SFT it sharpens inside the support SFT created
+    assert min(results[("hidden-path", "RL")].history["zero_variance_groups"]) == 1.0
+    # the distillation run is mystery run B, which the rule of section 3 calls consolidation
+    b = mystery_runs()["B"]
+    np.testing.assert_array_equal(results[("scaffold", "distillation")].policy.probs(), b.after.probs())
+    dg = b.diagnose()
+    assert dg.role == "reshaping-dominant" and dg.evidence["retention"] >= 0.9
+    assert dominant_role(dg) == "consolidation"
+
+
 def test_09_mystery_runs_cover_every_label_with_decoys():
     """09 §4-5: seven runs, every label at least once; the decoys the notebook promises: a big jump
     in mean success that is attrition, a big expanded mass that is attrition (none of it useful), a

@@ -8,6 +8,8 @@ each control is moved through its values ``--repeat`` times. A move is timed fro
 ``control.value`` to the new PNG being in ``app.image.value`` (observer, artist updates, blitted
 redraw, PNG encoding), i.e. everything the kernel does; the browser's decode and paint are not
 included (issue 4 measures those in JupyterLab). Goal: median < 50 ms, 95th percentile < 150 ms.
+The last two blocks build pass_at_k_explorer and method_world_chooser with the arguments notebooks 05
+and 09 pass them (the same runs, the k grid 1 ... 4096 on quarter powers of 2).
 """
 import argparse
 import os
@@ -49,6 +51,55 @@ def time_moves(app, name, repeat):
 def row(label, ms):
     ms = np.asarray(ms)
     print(f"{label:44s} {len(ms):5d} {np.median(ms):9.1f} {np.percentile(ms, 95):9.1f} {ms.max():9.1f}")
+
+
+def notebook_widgets(opts, repeat):
+    """pass_at_k_explorer as notebook 05 builds it, method_world_chooser as notebook 09 does."""
+    k_grid = np.unique(np.round(2 ** np.arange(0, 12.01, 0.25)).astype(int))
+    mp = toyenv.make("many-paths")
+    mp_base = mp.base_policy()
+    rl_shared = toyenv.rl(mp_base, beta=0.0, steps=200, seed=0, snapshot_steps=[50, 100, 150])
+    t = time.perf_counter()
+    app = widgets.pass_at_k_explorer(rl_shared, base=mp_base, ks=k_grid, k=256, **opts)
+    print(f"pass_at_k_explorer as in notebook 05 (GRPO, 5 snapshots, {len(k_grid)} k): "
+          f"built in {1000 * (time.perf_counter() - t):.0f} ms")
+    out = []
+    for name in ("step", "k"):
+        ms = time_moves(app, name, repeat)
+        out += ms
+        row(f"  {name}", ms)
+
+    hp = toyenv.make("hidden-path")
+    hb = hp.base_policy()
+    demos = toyenv.demonstrations(hp, 16, seed=0)
+    sft = toyenv.sft(hb, demos, steps=60, seed=0)
+    sc = toyenv.make("scaffold")
+    sb = sc.base_policy()
+    results = {
+        ("hidden-path", "SFT"): sft,
+        ("hidden-path", "RL"): toyenv.rl(hb, beta=0.0, steps=100, seed=0),
+        ("hidden-path", "RL after SFT"): toyenv.rl(sft.policy, beta=0.0, steps=100, seed=0),
+        ("many-paths", "SFT"): toyenv.sft(mp_base, toyenv.demonstrations(mp, 16, seed=0), steps=60, seed=0),
+        ("many-paths", "RL"): toyenv.rl(mp_base, beta=0.0, steps=60, seed=0),
+        ("scaffold", "distillation"): toyenv.distill(sb, sb, teacher_prompts="hinted", on_policy=0.0, steps=100,
+                                                     seed=0, n_samples=16),
+    }
+    t = time.perf_counter()
+    app = widgets.method_world_chooser(results, ks=k_grid, **opts)
+    print(f"method_world_chooser as in notebook 09 ({len(results)} runs): built in "
+          f"{1000 * (time.perf_counter() - t):.0f} ms")
+    ms_world, ms_method = [], []
+    for r in range(repeat + 1):                  # the first pass draws each run's background once
+        for w in values_of(app.controls["world"]):
+            t0 = time.perf_counter()
+            app.controls["world"].value = w
+            (ms_world if r else []).append(1000 * (time.perf_counter() - t0))
+            ms = time_moves(app, "method", 1)
+            if r:
+                ms_method += ms
+    row("  world (backgrounds cached)", ms_world)
+    row("  method (backgrounds cached)", ms_method)
+    return out + ms_world + ms_method
 
 
 def main():
@@ -126,6 +177,8 @@ def main():
                     ms += time_moves(app, "method", 1)
         everything += ms
         row(f"  {name}", ms)
+
+    everything += notebook_widgets(opts, args.repeat)
 
     print()
     row("ALL MOVES", everything)
