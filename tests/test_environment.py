@@ -49,3 +49,16 @@ def test_readme_architecture_names_every_module():
     missing = [m for m in modules if m not in checks and f"`{m}`" not in section]
     assert not missing, f"add {missing} to the README's architecture table"
     assert "`course/checks/nb00.py` … `course/checks/nb10.py`" in section and len(checks) == 11
+
+
+def test_nothing_cites_a_document_the_learner_does_not_have():
+    """Docstrings, messages and notebooks cite the survey or a paper, never a team document outside
+    this repository (a learner has only the repository)."""
+    pattern = re.compile(r"\bFINDINGS\b|\bSTYLE\.md\b|\bSTYLE:|\bDESIGN\b|\bFIDELITY\b|\bARCHITECTURE\.md\b|the slow test")
+    files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".ipynb", ".md", ".yml", ".toml")
+             and not any(part.startswith(".") and part not in (".github",) for part in p.relative_to(ROOT).parts)
+             and "build" not in p.relative_to(ROOT).parts[:1]]
+    hits = [f"{p.relative_to(ROOT)}:{i + 1}: {line.strip()[:80]}" for p in files
+            for i, line in enumerate(p.read_text(errors="replace").splitlines()) if pattern.search(line)
+            and p.name != "test_environment.py"]
+    assert not hits, "cite the survey section or the paper instead:\n" + "\n".join(hits)
