@@ -46,6 +46,10 @@ ROLE_COLORS = {"expanded": PALETTE["green"], "shared": PALETTE["blue"], "attrite
 """Colour of each support set (Eq. 6-8), used by every figure and widget."""
 
 SERIES = [PALETTE[c] for c in ("black", "orange", "sky", "green", "vermillion", "blue", "purple", "grey")]
+FRONTIER_SERIES = [(PALETTE[c], m) for c, m in (("blue", "o"), ("orange", "s"), ("green", "^"), ("purple", "D"),
+                                                  ("sky", "v"), ("vermillion", "P"), ("black", "X"))]
+"""(colour, marker) of the KL-reward series: no two of the first five share a hue family, and each
+series has its own marker, so the figure reads in greyscale and for colour-blind readers."""
 """Colours for successive curves; the first (black) is the reference/base policy."""
 
 CHANGE_CMAP = mcolors.LinearSegmentedColormap.from_list(
@@ -706,7 +710,7 @@ def plot_support_vs_eps(before, after, ax=None, *, eps_grid=None, mass=False, le
     ax.set_xscale("log")
     if mass:
         ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel("occupancy mass (fraction of d)")
+        ax.set_ylabel("occupancy mass: d after the stage on\nexpanded and shared, d before on attrited", fontsize=8)
     else:
         from matplotlib.ticker import FuncFormatter
         ax.set_yscale("symlog", linthresh=1.0)
@@ -1069,11 +1073,12 @@ def plot_kl_reward(points, ax=None, *, ref=None, sqrt_kl=False, title=None) -> F
     for i, lab in enumerate(labels):
         ser = sorted((p for p in pts if p["label"] == lab), key=lambda p: p["kl"])
         x = [f(p["kl"]) for p in ser]
-        color = SERIES[(i + 1) % len(SERIES)]
-        (lines[lab],) = ax.plot(x, [p["reward"] for p in ser], "o-", color=color, lw=1.8, ms=5, label=lab)
+        color, marker = FRONTIER_SERIES[i % len(FRONTIER_SERIES)]
+        (lines[lab],) = ax.plot(x, [p["reward"] for p in ser], "-", marker=marker, color=color, lw=1.8, ms=5,
+                                label=lab)
         if any(p["gold"] is not None for p in ser):
             g = [np.nan if p["gold"] is None else p["gold"] for p in ser]
-            (gold_lines[lab],) = ax.plot(x, g, "o--", color=color, lw=1.5, ms=5, mfc="white",
+            (gold_lines[lab],) = ax.plot(x, g, "--", marker=marker, color=color, lw=1.5, ms=5, mfc="white",
                                          label=f"{lab} (gold)")
     order = sorted(pts, key=lambda p: p["kl"])
     fx = [f(p["kl"]) for p in order]
