@@ -31,7 +31,7 @@ def _short_runs(pi, mdp):
         "distill/teacher-labels": lambda: toyenv.distill(pi, teacher, on_policy=1.0, targets="sample",
                                                          steps=3, seed=0),
         "distill/mixed": lambda: toyenv.distill(pi, teacher, on_policy=0.5, steps=3, seed=0),
-        "rlhf": lambda: toyenv.rlhf(pi, steps=3, seed=0)[0],
+        "rlhf": lambda: toyenv.rlhf(pi, steps=3, seed=0),
     }
 
 

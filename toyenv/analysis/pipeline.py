@@ -20,8 +20,7 @@ from ..core.policies import Policy
 from ..core.tree import check_same_world
 from ..methods import method_function
 from ..methods.distill import teacher_view
-from ..methods.fit import single_thread
-from ..methods.loop import Run
+from ..methods.loop import Run, single_thread
 
 DEFAULT_KS = (1, 4, 16, 64, 256)
 
@@ -301,8 +300,6 @@ def pipeline(policy: Policy, stages, *, eps: float = 1e-3, ks=DEFAULT_KS, base: 
         name, fn = _stage_callable(stage, i)
         with single_thread():
             out = fn(current)
-        if isinstance(out, tuple) and out and isinstance(out[0], Run):    # e.g. rlhf returns (run, rm)
-            out = out[0]
         run = out if isinstance(out, Run) else None
         after = out.policy if isinstance(out, Run) else out
         if not isinstance(after, Policy):
