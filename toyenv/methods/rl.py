@@ -154,7 +154,7 @@ def process_advantages(Q: np.ndarray, V: np.ndarray, st: np.ndarray, ac: np.ndar
 
 
 # =========================================================================== the sampled objective
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampledRL:
     """Settings of sampled policy-gradient RL, as :func:`rl` documents them."""
 
