@@ -165,7 +165,7 @@ def overopt():
     ts = toyenv.make("two-skills")
     base = ts.base_policy()
     rm = toyenv.reward_model(base, n_pairs=256, seed=0)
-    run, _ = toyenv.rlhf(base, rm, beta=0.0, steps=200, num_snapshots=21, seed=0)
+    run = toyenv.rlhf(base, rm, beta=0.0, steps=200, num_snapshots=21, seed=0)
     return ts, base, rm, run, toyenv.overoptimization(base, rm, run=run)
 
 

@@ -6,8 +6,9 @@ import torch
 import brute
 import toyenv
 from toyenv.analysis.experiments import mode_scan
-from toyenv.methods.distill import (distill, distill_loss, distill_weights, generalized_jsd, imitation_loss,
-                                   prompt_map, state_map, teacher_view, token_divergence, visit_counts)
+from toyenv.methods.distill import (distill, distill_loss, distill_weights, generalized_jsd, prompt_map,
+                                   state_map, teacher_view, token_divergence, visit_counts)
+from toyenv.methods.losses import sft_loss
 from toyenv.core.exact import sample_pairs_from_probs
 from toyenv.methods.fit import base_transformer, fit
 
@@ -39,7 +40,7 @@ def test_generalized_jsd_limits_and_symmetry():
     np.testing.assert_allclose(generalized_jsd(t, s, 0.3), generalized_jsd(s, t, 0.7), rtol=1e-12)
     assert torch.all(generalized_jsd(t, s, 0.5) <= np.log(2) + 1e-12)     # bounded by log 2
     assert torch.allclose(generalized_jsd(t, t, 0.4), torch.zeros(50, dtype=t.dtype), atol=1e-15)
-    with pytest.raises(ValueError, match="jsd_beta"):
+    with pytest.raises(ValueError, match="jsd_weight"):
         generalized_jsd(t, s, 1.0)
 
 
@@ -103,7 +104,7 @@ def test_exact_forward_loss_is_sequence_kl_teacher_student(name):
     assert loss.item() == pytest.approx(brute.seq_kl(mdp, sp, tp), rel=1e-10)
     # SFT on teacher samples in expectation: cross-entropy = KL(T‖S) + H(T)
     w = distill_weights(mdp, sp, tp, 0.0)
-    ce, _ = imitation_loss(s_lp, w[:, None] * tp)
+    ce, _ = sft_loss(s_lp, w[:, None] * tp)
     assert ce.item() == pytest.approx(toyenv.kl(teacher, student) + toyenv.entropy(teacher), rel=1e-10)
 
 
@@ -171,8 +172,8 @@ def test_distill_errors_name_the_fix():
         distill(base, base, on_policy=1.5)
     with pytest.raises(ValueError, match="divergence"):
         distill(base, base, divergence="kl")
-    with pytest.raises(ValueError, match="jsd_beta"):
-        distill(base, base, divergence="jsd", jsd_beta=0.0)
+    with pytest.raises(ValueError, match="jsd_weight"):
+        distill(base, base, divergence="jsd", jsd_weight=0.0)
     with pytest.raises(ValueError, match="targets"):
         distill(base, base, targets="logits")
     with pytest.raises(ValueError, match="another world"):

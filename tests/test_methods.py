@@ -31,7 +31,7 @@ def _short_runs(pi, mdp):
         "distill/teacher-labels": lambda: toyenv.distill(pi, teacher, on_policy=1.0, targets="sample",
                                                          steps=3, seed=0),
         "distill/mixed": lambda: toyenv.distill(pi, teacher, on_policy=0.5, steps=3, seed=0),
-        "rlhf": lambda: toyenv.rlhf(pi, steps=3, seed=0)[0],
+        "rlhf": lambda: toyenv.rlhf(pi, steps=3, seed=0),
     }
 
 
@@ -89,7 +89,10 @@ def test_run_snapshots_and_at():
     run = toyenv.sft(mdp.base_policy(), toyenv.demonstrations(mdp, 8, seed=0), steps=10, seed=0,
                      snapshot_steps=[3, 7])
     assert run.steps == [0, 3, 7, 10]
-    assert run.at(5) is run.snapshots[1][1] and run.at(-1) is run.snapshots[0][1] and run.at(99) is run.snapshots[-1][1]
+    assert run.at(5) is run.snapshots[1][1] and run.at(0) is run.snapshots[0][1] and run.at(10) is run.snapshots[-1][1]
+    for never in (-1, 99):                       # a step the run never took is an error, not the nearest end
+        with pytest.raises(ValueError, match=r"never taken.*\[0, 10\]"):
+            run.at(never)
     assert all(not p.requires_grad for _, s in run.snapshots for p in s.parameters())
     assert run.history["step"] == list(range(11))
     default = toyenv.sft(mdp.base_policy(), toyenv.demonstrations(mdp, 8, seed=0), steps=100, seed=0)

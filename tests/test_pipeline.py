@@ -124,7 +124,7 @@ def test_useful_expansion_separates_sft_from_proxy_hacking(hidden):
     assert e["useful_expanded_mass"] > 0.5 * e["expanded_mass"]
     mdp = toyenv.make("two-skills")
     base = mdp.base_policy()
-    run, _ = toyenv.rlhf(base, steps=100, seed=0)
+    run = toyenv.rlhf(base, steps=100, seed=0)
     dg = diagnose(base, run.policy)
     assert dg.evidence["expanded_mass"] > 0.1
     assert dg.evidence["useful_expanded_mass"] < 0.1 * dg.evidence["expanded_mass"]

@@ -161,7 +161,8 @@ def test_rlhf_run_overoptimises_the_gold_reward(seed):
     above the base, then falls below its peak as KL keeps growing; the proxy rises overall."""
     mdp = toyenv.make("two-skills")
     base = mdp.base_policy()
-    run, rm = rlhf(base, seed=seed, beta=0.0, steps=200, num_snapshots=21)
+    run = rlhf(base, seed=seed, beta=0.0, steps=200, num_snapshots=21)
+    rm = run.artifacts["reward_model"]
     r = overoptimization(base, rm, run=run, bon_ns=(1,))["run"]
     pk = peak(r)
     assert pk["gold_peak"] > pk["gold_start"] + 0.15

@@ -11,6 +11,7 @@ from ..core.policies import Policy
 from ..core.presets import make
 from ..core.tree import TokenMDP, check_same_world
 from ..methods.distill import distill, state_map
+from ..methods.loop import Run, check_count, check_fraction, check_policy
 from ..methods.rlhf import RewardModel, bon_policy
 
 
@@ -98,6 +99,8 @@ def after_slip(policy: Policy, teacher: Policy, teacher_prompts=None) -> dict:
     prompt-weighted. Off-policy data rarely visits slip states when the teacher rarely slips, so a
     student distilled off-policy recovers worse (DAgger's argument, survey ref [53]).
     """
+    check_policy(policy)
+    check_policy(teacher, "teacher")
     mdp = policy.mdp
     check_same_world(mdp, teacher.mdp, "teacher")
     V, _ = success_value(policy)
@@ -127,7 +130,17 @@ def compare_provenance(student: Policy, teacher: Policy, *, on_policy=(0.0, 0.5,
     Returns arrays ``[len(on_policy), len(seeds), len(checkpoints)]``: ``success`` (D(x)-weighted),
     ``reverse_kl`` KL(S‖T), ``after_slip`` and ``on_path`` (:func:`after_slip`), plus the axes.
     """
-    lams, cps = tuple(on_policy), tuple(int(c) for c in checkpoints)
+    if student_factory is None:
+        check_policy(student, "student")
+    check_policy(teacher, "teacher")
+    lams = tuple(check_fraction(lam, "each on_policy value", fix="λ is the fraction of student rollouts")
+                 for lam in np.atleast_1d(on_policy))
+    cps = tuple(check_count(c, "each checkpoint", minimum=0, fix="checkpoints are step counts, e.g. (25, 50, 100)")
+                for c in np.atleast_1d(checkpoints))
+    seeds = tuple(np.atleast_1d(seeds).tolist())
+    for what, v in (("on_policy", lams), ("checkpoints", cps), ("seeds", seeds)):
+        if not v:
+            raise ValueError(f"{what} is empty: give at least one value")
     shape = (len(lams), len(seeds), len(cps))
     out = {k: np.zeros(shape) for k in ("success", "reverse_kl", "after_slip", "on_path")}
     for i, lam in enumerate(lams):
@@ -166,8 +179,15 @@ def overoptimization(reference: Policy, proxy, *, betas=None, bon_ns=(1, 2, 4, 8
     ``kl`` (KL(π‖π_ref), nats), ``sqrt_kl``, ``gold``, ``proxy`` (prompt-weighted expectations), and
     its own axis (``beta``, ``n`` or ``step``), ordered by increasing optimisation strength.
     """
+    check_policy(reference, "reference")
     mdp = reference.mdp
     table = proxy.table if isinstance(proxy, RewardModel) else np.asarray(proxy, float)
+    if table.shape != (mdp.num_states, mdp.vocab_size):
+        raise ValueError(f"proxy must be a RewardModel or an [S, V] = {(mdp.num_states, mdp.vocab_size)} reward "
+                         f"table of this world, got shape {table.shape}")
+    bon_ns = tuple(check_count(n, "each n in bon_ns", fix="best-of-n needs n >= 1") for n in bon_ns)
+    if run is not None and not isinstance(run, Run):
+        raise TypeError(f"run must be a toyenv Run (e.g. toyenv.rlhf(...)), got {type(run).__name__}")
     gold_t = mdp.rewards if gold is None else np.asarray(gold, float)
     p_ref = reference.probs()
     betas = np.geomspace(10, 0.01, 40) if betas is None else np.asarray(betas, float)

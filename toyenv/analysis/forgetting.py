@@ -7,7 +7,7 @@ import numpy as np
 from ..core.exact import kl, success_from_probs, trajectory_probs_from
 from ..core.policies import Policy
 from ..core.tree import check_same_world
-from ..methods.loop import Run
+from ..methods.loop import Run, check_count, check_policy
 
 
 def _families(mdp) -> np.ndarray:
@@ -17,8 +17,17 @@ def _families(mdp) -> np.ndarray:
     return np.asarray(mdp.info["family"])
 
 
+def _check_family(mdp, family: int, what: str = "family") -> int:
+    n = int(_families(mdp).max()) + 1
+    if isinstance(family, bool) or not isinstance(family, (int, np.integer)) or not 0 <= family < n:
+        raise ValueError(f"{what} must be a task family index in [0, {n}) (two-skills: 0 is A, 1 is B), "
+                         f"got {family!r}")
+    return int(family)
+
+
 def family_success(policy: Policy) -> np.ndarray:
     """Mean success probability of each task family, ``[num_families]`` (two-skills: [A, B])."""
+    check_policy(policy)
     mdp = policy.mdp
     fam = _families(mdp)
     s = success_from_probs(mdp, policy.probs())
@@ -31,6 +40,7 @@ def family_task(mdp, family: int = 0, answers=None) -> np.ndarray:
     the end token), 0 on every other prompt. With β = 0, RL on it leaves the other family's
     gradient exactly zero, so only shared parameters can move the other family."""
     fam = _families(mdp)
+    _check_family(mdp, family)
     on = fam[mdp.prompt_of] == family
     if answers is None:
         return np.where(on[:, None], mdp.rewards, 0.0)
@@ -46,6 +56,8 @@ def family_task(mdp, family: int = 0, answers=None) -> np.ndarray:
 def family_demos(mdp, family: int = 0, answer=None, per_prompt: int = 8) -> list:
     """SFT demonstrations of one answer on every prompt of one family (default: the world's answer)."""
     fam = _families(mdp)
+    _check_family(mdp, family)
+    check_count(per_prompt, "per_prompt", fix="demonstrations per prompt, e.g. per_prompt=8")
     ans = tuple(mdp.info["answers"][family]) if answer is None else tuple(answer)
     return [(int(x), ans + (mdp.eos,)) for x in np.nonzero(fam == family)[0] for _ in range(per_prompt)]
 
@@ -66,8 +78,11 @@ def forgetting(before: Policy, after: Policy, trained: int = 0, task: np.ndarray
     verifier), ``other_before``, ``other_after``, ``other_change`` (mean success of the other
     families), ``kl`` = KL(after‖before) (reverse, prompt-weighted, nats) and per-prompt success changes.
     """
+    check_policy(before, "before")
+    check_policy(after, "after")
     check_same_world(before.mdp, after.mdp)
     fam = _families(before.mdp)
+    _check_family(before.mdp, trained, "trained")
     fb, fa = family_success(before), family_success(after)
     others = [f for f in range(len(fb)) if f != trained]
     if task is None:
@@ -85,7 +100,11 @@ def forgetting(before: Policy, after: Policy, trained: int = 0, task: np.ndarray
 def forgetting_curve(run: Run, base: Policy | None = None, trained: int = 0, task=None) -> dict:
     """:func:`forgetting` at every snapshot of ``run`` (against ``base``, default the run's start):
     arrays ``step``, ``trained`` (task success), ``other`` (other-family success), ``kl`` (KL(π‖base))."""
+    if not isinstance(run, Run):
+        raise TypeError(f"forgetting_curve needs a toyenv Run (what toyenv.sft, toyenv.rl, ... return), got "
+                        f"{type(run).__name__}; for two policies use toyenv.forgetting(before, after)")
     base = run.at(0) if base is None else base
+    check_policy(base, "base")
     rows = [forgetting(base, pi, trained, task) for _, pi in run.snapshots]
     return {"step": np.array(run.steps), "trained": np.array([r["trained_after"] for r in rows]),
             "other": np.array([r["other_after"] for r in rows]), "kl": np.array([r["kl"] for r in rows])}
@@ -94,6 +113,10 @@ def forgetting_curve(run: Run, base: Policy | None = None, trained: int = 0, tas
 def at_matched_gain(curve: dict, level: float) -> dict:
     """Other-family success and KL where the trained family's success first reaches ``level``
     (linear interpolation between snapshots; NaN if never reached)."""
+    missing = {"trained", "other", "kl", "step"} - set(curve) if isinstance(curve, dict) else None
+    if missing is None or missing:
+        raise ValueError("curve must be the dict toyenv.forgetting_curve(run) returns (keys step, trained, "
+                         f"other, kl); got {type(curve).__name__}{'' if missing is None else ' missing ' + str(sorted(missing))}")
     tr = curve["trained"]
     idx = np.nonzero(tr >= level)[0]
     if len(idx) == 0:

@@ -14,14 +14,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.exact import SupportChange, kl, pass_at_k_from_success, success_from_probs, support_change
+from ..core.exact import SupportChange, check_eps, kl, pass_at_k_from_success, success_from_probs, support_change
 from ..core.passes import backward_from_probs
 from ..core.policies import Policy
 from ..core.tree import check_same_world
 from ..methods import method_function
 from ..methods.distill import teacher_view
-from ..methods.fit import single_thread
-from ..methods.loop import Run
+from ..methods.loop import Run, check_count, check_nonnegative, check_policy, check_positive, single_thread
 
 DEFAULT_KS = (1, 4, 16, 64, 256)
 
@@ -92,6 +91,13 @@ def diagnose(before: Policy, after: Policy, eps: float = 1e-3, *, ratio: float =
     ``retention`` = success after / teacher's success, and ``kl_to_teacher`` = KL(after‖teacher) to the
     evidence: behaviour kept without the scaffold (§3.4).
     """
+    check_policy(before, "before")
+    check_policy(after, "after")
+    check_positive(ratio, "ratio", fix="how many times larger one mass must be to call a role, e.g. ratio=2")
+    check_nonnegative(tol, "tol", fix="the success change treated as noise, e.g. tol=0.02")
+    check_count(k_large, "k_large", fix="the k of the pass@k that measures coverage, e.g. k_large=256")
+    if teacher is not None:
+        check_policy(teacher, "teacher")
     ch = support_change(before, after, eps)
     mdp = ch.before.mdp
     sb = success_from_probs(mdp, ch.before.probs)
@@ -290,19 +296,28 @@ def pipeline(policy: Policy, stages, *, eps: float = 1e-3, ks=DEFAULT_KS, base: 
 
     Returns a :class:`PipelineReport`; ``print(report)`` gives the handoff table.
     """
+    check_policy(policy)
     if isinstance(stages, (dict, tuple)) or callable(stages):
         stages = [stages]
+    stages = list(stages)
+    if not stages:
+        raise ValueError("stages is empty: pass at least one stage, e.g. "
+                         "[('SFT', lambda p: toyenv.sft(p, demos)), {'method': 'rl', 'beta': 0.1}]")
     base = policy if base is None else base
+    check_policy(base, "base")
     check_same_world(policy.mdp, base.mdp, "base policy")
+    eps = check_eps(eps)
+    check_nonnegative(tol, "tol", fix="the success change treated as noise, e.g. tol=0.02")
+    ks = (ks,) if isinstance(ks, (int, np.integer)) else tuple(ks)
+    if not ks:
+        raise ValueError("ks is empty: pass the pass@k values to report, e.g. ks=(1, 16, 256)")
+    ks = tuple(check_count(k, "each k in ks", fix="pass@k needs k >= 1, e.g. ks=(1, 16, 256)") for k in ks)
+    named = [_stage_callable(stage, i) for i, stage in enumerate(stages)]     # every stage checked up front
     mdp = policy.mdp
-    ks = tuple(int(k) for k in ks)
     current, handoffs = policy, []
-    for i, stage in enumerate(stages):
-        name, fn = _stage_callable(stage, i)
+    for name, fn in named:
         with single_thread():
             out = fn(current)
-        if isinstance(out, tuple) and out and isinstance(out[0], Run):    # e.g. rlhf returns (run, rm)
-            out = out[0]
         run = out if isinstance(out, Run) else None
         after = out.policy if isinstance(out, Run) else out
         if not isinstance(after, Policy):

@@ -228,6 +228,10 @@ class TokenMDP:
             except (TypeError, ValueError):
                 raise TypeError(f"sequence {k} is {item!r}; each sequence must be a pair "
                                 "(prompt_index, tuple_of_token_ids), as sample() returns") from None
+            if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < self.num_prompts:
+                # checked first: with a bad prompt the tokens are not the mistake
+                raise ValueError(f"sequence {k}: prompt_index must be an integer in [0, {self.num_prompts}), "
+                                 f"got {p!r}; each sequence is (prompt_index, tokens), prompt first")
             toks = self._as_tokens(toks)
             if len(toks) == 0:
                 raise ValueError(f"sequence {k} is empty; a completion has at least one token")

@@ -1,10 +1,12 @@
 """Post-training methods: pure losses, one loop, one file per method family (survey §4-§5, §7).
 
-Every method has one shape: check the policy and options, build its data (``data.py``), name its
-objective from the pure losses (``losses.py``), call the one loop (``loop.py``) and return a
-:class:`Run` whose ``policy``, ``snapshots`` and ``history`` describe the training; the input policy
-is never changed. Every method accepts the loop's options (``seed``, ``optimizer``,
-``snapshot_steps``, ``num_snapshots``). ``beta`` always means the weight of a KL penalty.
+Every method has one shape: check the policy and options (the validators of ``loop.py``, before any
+work), build its data (``data.py``), name its objective from the pure losses (``losses.py``), call
+the one loop (``loop.py``) and return a :class:`Run` whose ``policy``, ``snapshots`` and ``history``
+describe the training and whose ``artifacts`` hold anything else it built (the reward model of
+:func:`rlhf`); the input policy is never changed. Every method accepts the loop's options (``steps``,
+``lr``, ``seed``, ``optimizer``, ``snapshot_steps``, ``num_snapshots``). ``beta`` always means the
+weight of a KL penalty (the JSD mixture weight of distillation is ``jsd_weight``).
 
 ``METHODS`` is the one table of methods: name -> the function that runs it, its trajectory
 provenance, supervision interface, survey section and paper (survey Tables 3-4). ``Run.method`` is

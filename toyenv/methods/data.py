@@ -7,8 +7,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.policies import as_pairs
 from ..core.tree import paths, sample_pairs_from_probs
-from .loop import check_policy
+from .loop import check_count, check_policy
+
+
+def check_demos(mdp, demos) -> tuple[np.ndarray, np.ndarray]:
+    """Demonstrations ``[(prompt_index, tokens), ...]`` (or terminal pairs) -> terminal pairs, or a
+    clear error when there are none or one is malformed."""
+    if demos is None or (hasattr(demos, "__len__") and len(demos) == 0):
+        raise ValueError(f"demos is empty: pass at least one (prompt_index, tokens) demonstration, e.g. "
+                         f"toyenv.demonstrations(mdp, 32) or policy.sample(32); got {demos!r}")
+    states, actions = as_pairs(mdp, demos)
+    if len(states) == 0:
+        raise ValueError("demos is empty: pass at least one (prompt_index, tokens) demonstration, e.g. "
+                         "toyenv.demonstrations(mdp, 32) or policy.sample(32)")
+    return states, actions
 
 
 def demonstrations(mdp, n: int, seed: int = 0, prompts=None) -> list:
@@ -17,6 +31,7 @@ def demonstrations(mdp, n: int, seed: int = 0, prompts=None) -> list:
     Prompts are drawn from D(x) (or fixed by ``prompts``: an int or n ints); the completion is
     uniform among the correct completions of its prompt. Raises if a chosen prompt has none.
     """
+    check_count(n, "n", minimum=0, fix="the number of demonstrations, e.g. demonstrations(mdp, 32)")
     rng = np.random.default_rng(seed)
     if prompts is None:
         x = rng.choice(mdp.num_prompts, size=n, p=mdp.prompt_weights)
@@ -55,6 +70,9 @@ def _rewards_array(mdp, reward) -> np.ndarray:
     if r.shape != (mdp.num_states, mdp.vocab_size):
         raise ValueError(f"reward must be an array [S, V] = {(mdp.num_states, mdp.vocab_size)} with "
                          f"values on terminal pairs (like mdp.rewards), got shape {r.shape}")
+    if not np.isfinite(r[mdp.terminal]).all():
+        raise ValueError("reward has NaN or infinite values on terminal pairs; give every complete "
+                         "sequence a finite reward (like mdp.rewards)")
     return np.where(mdp.terminal, r, 0.0)
 
 
@@ -71,7 +89,8 @@ def preference_pairs(policy, n: int, seed: int = 0, reward=None, n_candidates: i
     """
     check_policy(policy)
     mdp = policy.mdp
-    if n_candidates < 2:
+    check_count(n, "n", minimum=0, fix="the number of prompts to draw pairs from")
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 2:
         raise ValueError(f"n_candidates must be >= 2 to form a pair, got {n_candidates}")
     r = _rewards_array(mdp, reward)
     rng = np.random.default_rng(seed)

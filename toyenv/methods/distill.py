@@ -23,15 +23,18 @@ e.g. the hinted twin of a bare prompt. ``teacher_prompts`` maps each student pro
 teacher's prompt; a student state (x, y_<t) corresponds to the teacher state
 (teacher_prompts[x], y_<t), see :func:`state_map`.
 
-Also here: :func:`generalized_jsd` (GKD's JSD(β)) and :func:`mode_scan`, an exact scan of forward
-and reverse KL along a path from a spread student to a one-mode student (GKD; MiniLLM, ref [6]).
+Also here: :func:`generalized_jsd`, GKD's JSD(β). Its mixture weight is called ``jsd_weight``
+throughout the package, because ``beta`` always names a KL weight. The imitation loss of
+``targets="sample"`` is :func:`toyenv.methods.losses.sft_loss` on teacher-token counts.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .loop import Run, single_thread, train
+from .loop import (Run, check_choice, check_count, check_fraction, check_loop_options, check_policy,
+                   default_lr, single_thread, train)
+from .losses import sft_loss
 from ..core.exact import kl_from_probs
 from ..core.passes import reach_from_probs
 from ..core.policies import Policy, TabularPolicy
@@ -43,26 +46,27 @@ TARGETS = ("distribution", "sample")
 
 
 # --------------------------------------------------------------------------- pure losses
-def generalized_jsd(teacher_logp: torch.Tensor, student_logp: torch.Tensor, beta: float) -> torch.Tensor:
-    """Generalised Jensen-Shannon divergence of GKD (survey ref [60]), per row.
+def generalized_jsd(teacher_logp: torch.Tensor, student_logp: torch.Tensor, jsd_weight: float) -> torch.Tensor:
+    """Generalised Jensen-Shannon divergence of GKD (Agarwal et al. 2024, survey ref [60]), per row.
 
-    JSD(β) = β·KL(T‖M) + (1−β)·KL(S‖M) with M = β·T + (1−β)·S. Inputs are log-probabilities
-    ``[..., V]``; the output has the leading shape. JSD(β)/β → KL(T‖S) as β → 0 and
-    JSD(β)/(1−β) → KL(S‖T) as β → 1.
+    With w = ``jsd_weight`` (GKD's β, a mixture weight, not a KL weight):
+    JSD(w) = w·KL(T‖M) + (1−w)·KL(S‖M) with M = w·T + (1−w)·S. Inputs are log-probabilities
+    ``[..., V]``; the output has the leading shape. JSD(w)/w → KL(T‖S) as w → 0 and
+    JSD(w)/(1−w) → KL(S‖T) as w → 1.
     """
-    beta = _check_beta(beta)
-    log_m = torch.logaddexp(np.log(beta) + teacher_logp, np.log1p(-beta) + student_logp)
+    w = _check_jsd_weight(jsd_weight)
+    log_m = torch.logaddexp(np.log(w) + teacher_logp, np.log1p(-w) + student_logp)
     kl_t = (teacher_logp.exp() * (teacher_logp - log_m)).sum(-1)
     kl_s = (student_logp.exp() * (student_logp - log_m)).sum(-1)
-    return beta * kl_t + (1 - beta) * kl_s
+    return w * kl_t + (1 - w) * kl_s
 
 
 def token_divergence(teacher_logp: torch.Tensor, student_logp: torch.Tensor,
-                     divergence: str = "forward", beta: float = 0.5) -> torch.Tensor:
+                     divergence: str = "forward", jsd_weight: float = 0.5) -> torch.Tensor:
     """Per-state divergence between next-token distributions, ``[S, V]`` log-probs -> ``[S]``.
 
     "forward": KL(T(·|s)‖S(·|s)) (mode covering); "reverse": KL(S(·|s)‖T(·|s)) (mode seeking);
-    "jsd": :func:`generalized_jsd` with weight ``beta``. Teacher zeros are log-probs near −1000
+    "jsd": :func:`generalized_jsd` with mixture weight ``jsd_weight``. Teacher zeros are log-probs near −1000
     (as :meth:`TabularPolicy.from_probs` stores them), so every value stays finite.
     """
     if divergence == "forward":
@@ -70,12 +74,12 @@ def token_divergence(teacher_logp: torch.Tensor, student_logp: torch.Tensor,
     if divergence == "reverse":
         return (student_logp.exp() * (student_logp - teacher_logp)).sum(-1)
     if divergence == "jsd":
-        return generalized_jsd(teacher_logp, student_logp, beta)
-    raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+        return generalized_jsd(teacher_logp, student_logp, jsd_weight)
+    raise ValueError(f"divergence must be one of {', '.join(map(repr, DIVERGENCES))}; got {divergence!r}")
 
 
 def distill_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor, state_weight, *,
-                 divergence: str = "forward", beta: float = 0.5) -> tuple:
+                 divergence: str = "forward", jsd_weight: float = 0.5) -> tuple:
     """Token-level distillation loss Σ_s w(s)·D(T(·|s)‖S(·|s)) (GKD's objective, survey §4.4/§5.4).
 
     Args:
@@ -86,19 +90,17 @@ def distill_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor, state_w
     Returns ``(loss, info)``.
     """
     w = torch.as_tensor(np.asarray(state_weight, dtype=np.float64))
-    div = token_divergence(teacher_logp, student_logp, divergence, beta)
+    div = token_divergence(teacher_logp, student_logp, divergence, jsd_weight)
     loss = (w * div).sum()
     return loss, {"states_weighted": float((w > 0).sum())}
 
 
-def imitation_loss(student_logp: torch.Tensor, target_weight) -> tuple:
-    """Cross-entropy on teacher tokens, −Σ_(s,a) c(s,a)·log S(a|s) (SFT on teacher targets, §4.1).
-
-    ``target_weight`` ``[S, V]``: how often the teacher's token ``a`` was the target at state ``s``
-    (per rollout), or its expectation w(s)·T(a|s) in the exact case.
-    """
-    c = torch.as_tensor(np.asarray(target_weight, dtype=np.float64))
-    return -(c * student_logp).sum(), {"targets": float(c.sum())}
+def _imitation(student_logp: torch.Tensor, target_weight) -> tuple:
+    """SFT on teacher tokens (survey §4.1, §4.4): :func:`sft_loss` with ``target_weight [S, V]`` =
+    how often the teacher's token ``a`` was the target at ``s`` per rollout (or its expectation
+    w(s)·T(a|s)); also logs ``targets``, the number of target tokens per rollout."""
+    loss, info = sft_loss(student_logp, target_weight)
+    return loss, {**info, "targets": float(torch.as_tensor(np.asarray(target_weight, dtype=np.float64)).sum())}
 
 
 # --------------------------------------------------------------------------- states and weights
@@ -184,10 +186,10 @@ def distill_weights(mdp: TokenMDP, p_student: np.ndarray, p_teacher: np.ndarray,
 
 # --------------------------------------------------------------------------- the method
 def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, divergence: str = "forward",
-            jsd_beta: float = 0.5, targets: str = "distribution", steps: int = 100, lr: float | None = None,
+            jsd_weight: float = 0.5, targets: str = "distribution", steps: int = 100, lr: float | None = None,
             seed: int = 0, n_samples: int = 64, teacher_prompts=None, exact: bool = False,
-            snapshot_steps=None, num_snapshots: int = 21, optimizer: str = "adam") -> Run:
-    """Distil ``teacher`` into a copy of ``student``; returns a :class:`toyenv.train.Run`.
+            **train_options) -> Run:
+    """Distil ``teacher`` into a copy of ``student``; returns a :class:`toyenv.Run`.
 
     Provenance: off-policy (teacher rollouts, λ = 0, survey §4.4) to on-policy (student rollouts,
     λ = 1, §5.4), mixed by ``on_policy`` = λ. Interface: teacher next-token distributions
@@ -197,12 +199,13 @@ def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, diverge
         student: the policy to train (tabular or transformer); copied, never changed.
         teacher: a policy of the same world; frozen (read once).
         on_policy: λ in [0, 1], the fraction of each batch's rollouts sampled from the student.
-        divergence: "forward" KL(T‖S), "reverse" KL(S‖T) or "jsd" (generalised JSD, ``jsd_beta``),
-            per visited state. Ignored with ``targets="sample"`` (cross-entropy on the tokens).
+        divergence: "forward" KL(T‖S), "reverse" KL(S‖T) or "jsd" (generalised JSD with mixture
+            weight ``jsd_weight`` in (0, 1), GKD's β), per visited state. Ignored with
+            ``targets="sample"`` (cross-entropy on the tokens).
         targets: "distribution" (the teacher's full next-token distribution) or "sample" (one
             teacher token per visited state: SFT on teacher samples when λ = 0).
-        steps, lr, seed, optimizer, snapshot_steps, num_snapshots: as in :func:`toyenv.train.train`;
-            ``lr=None`` picks 0.05 for a tabular student and 3e-3 otherwise (Adam).
+        steps, lr, seed, train_options (optimizer, snapshot_steps, num_snapshots): as in
+            :func:`toyenv.train`; ``lr=None`` picks 0.05 for a tabular student and 3e-3 otherwise.
         n_samples: rollouts per step (round(λ·n) of them the student's).
         teacher_prompts: student prompt -> teacher prompt (see :func:`prompt_map`); e.g.
             ``"hinted"`` in the scaffold world distils the hinted teacher into the bare student.
@@ -218,27 +221,29 @@ def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, diverge
         run = toyenv.distill(base, base, teacher_prompts="hinted", steps=100)
         toyenv.success_prob(run.policy)[:4]     # bare prompts now solved without the hint
     """
+    # validate
+    if "jsd_beta" in train_options:
+        raise TypeError("distill's jsd_beta is now called jsd_weight (the JSD mixture weight; beta always "
+                        "means a KL weight): pass jsd_weight=...")
+    check_policy(student, "student")
+    check_policy(teacher, "teacher")
+    check_loop_options(steps, lr, seed, train_options)
     mdp = student.mdp
     check_same_world(mdp, teacher.mdp, "teacher")
-    lam = float(on_policy)
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"on_policy must lie in [0, 1] (the fraction of student rollouts), got {on_policy!r}")
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
-    if targets not in TARGETS:
-        raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
+    lam = check_fraction(on_policy, "on_policy", fix="the fraction of student rollouts: 0 is off-policy "
+                                                     "(teacher rollouts), 1 on-policy")
+    check_choice(divergence, "divergence", DIVERGENCES)
+    check_choice(targets, "targets", TARGETS)
     if divergence == "jsd":
-        _check_beta(jsd_beta)
-    if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        _check_jsd_weight(jsd_weight)
+    check_count(n_samples, "n_samples", fix="rollouts per step, e.g. n_samples=64")
+    # build the pieces
     smap = state_map(mdp, teacher_prompts)
     with torch.no_grad():
         t_logp = teacher.log_probs().detach()[torch.as_tensor(smap)]      # [S, V] student coordinates
     t_p = t_logp.exp().numpy()
     t_p = t_p / t_p.sum(1, keepdims=True)
     n_on = int(round(lam * n_samples))
-    if lr is None:
-        lr = 0.05 if isinstance(student, TabularPolicy) else 3e-3
     lam_eff = lam if exact else n_on / n_samples
 
     def objective(pi, log_probs, step, rng):
@@ -246,9 +251,9 @@ def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, diverge
         if exact:
             w = distill_weights(mdp, p, t_p, lam_eff)
             if targets == "sample":
-                loss, info = imitation_loss(log_probs, w[:, None] * t_p)
+                loss, info = _imitation(log_probs, w[:, None] * t_p)
             else:
-                loss, info = distill_loss(log_probs, t_logp, w, divergence=divergence, beta=jsd_beta)
+                loss, info = distill_loss(log_probs, t_logp, w, divergence=divergence, jsd_weight=jsd_weight)
         else:
             seeds = rng.integers(0, 2**63 - 1, size=3)
             sc_on, pc_on = visit_counts(mdp, *sample_pairs_from_probs(mdp, p, n_on, seed=int(seeds[0])))
@@ -257,25 +262,24 @@ def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, diverge
             if targets == "sample":
                 # teacher rollouts carry their own tokens; on student states the teacher labels each visit
                 labels = _teacher_labels(t_p, sc_on, np.random.default_rng(int(seeds[2])))
-                loss, info = imitation_loss(log_probs, (pc_off + labels) / n_samples)
+                loss, info = _imitation(log_probs, (pc_off + labels) / n_samples)
             else:
                 loss, info = distill_loss(log_probs, t_logp, (sc_on + sc_off) / n_samples,
-                                          divergence=divergence, beta=jsd_beta)
+                                          divergence=divergence, jsd_weight=jsd_weight)
         info["reverse_kl"] = kl_from_probs(mdp, p, t_p)
         info["forward_kl"] = kl_from_probs(mdp, t_p, p)
         return loss, info
 
-    config = dict(on_policy=lam, divergence=divergence, jsd_beta=jsd_beta, targets=targets, steps=steps,
+    # train
+    lr = default_lr(student, lr, "distill")
+    config = dict(on_policy=lam, divergence=divergence, jsd_weight=jsd_weight, targets=targets, steps=steps,
                   lr=lr, seed=seed, n_samples=n_samples, teacher_prompts=teacher_prompts, exact=exact)
     if targets == "sample":
         method = "distill/sft" if lam == 0 else "distill/teacher-labels"
     else:
         method = {0.0: "distill/off-policy", 1.0: "distill/on-policy"}.get(lam, "distill/mixed")
-    with single_thread():
-        return train(student, objective, steps=steps, lr=lr, seed=seed, snapshot_steps=snapshot_steps,
-                     num_snapshots=num_snapshots,
-                     method=method,
-                     config=config, optimizer=optimizer)
+    return train(student, objective, steps=steps, lr=lr, seed=seed, method=method, config=config,
+                 **train_options)
 
 
 def _teacher_labels(t_p: np.ndarray, state_counts: np.ndarray, rng) -> np.ndarray:
@@ -286,12 +290,12 @@ def _teacher_labels(t_p: np.ndarray, state_counts: np.ndarray, rng) -> np.ndarra
     return out
 
 
-def _check_beta(beta) -> float:
-    b = float(beta)
-    if not 0.0 < b < 1.0:
-        raise ValueError(f"jsd_beta must lie strictly between 0 and 1, got {beta!r}: at 0 or 1 the JSD "
-                         "is identically 0; use divergence='forward' or 'reverse' for the limits")
-    return b
+def _check_jsd_weight(jsd_weight) -> float:
+    w = float(jsd_weight)
+    if not 0.0 < w < 1.0:
+        raise ValueError(f"jsd_weight must lie strictly between 0 and 1, got {jsd_weight!r}: at 0 or 1 the "
+                         "JSD is identically 0; use divergence='forward' or 'reverse' for the limits")
+    return w
 
 
 # --------------------------------------------------------------------------- F8: forward vs reverse KL

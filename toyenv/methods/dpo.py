@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from .data import preference_pairs
-from .loop import Run, check_policy, default_lr, train
+from .loop import (Run, check_count, check_loop_options, check_optional_count, check_policy, check_positive,
+                   default_lr, train)
 from .losses import dpo_loss
 from ..core.policies import as_pairs, sequence_log_prob
 from ..core.tree import check_same_world
@@ -21,15 +22,32 @@ def dpo(policy, pairs=None, *, beta: float = 0.1, reference=None, steps: int = 1
     Provenance off-policy, interface preferences. ``pairs``: ``[(prompt, chosen, rejected), ...]``;
     by default built by :func:`preference_pairs` from ``n_prompts`` prompts with ``n_candidates``
     samples of the input policy each, ranked by the verifier (or by ``reward [S, V]``).
-    ``reference`` defaults to a frozen copy of the input policy.
+    ``reference`` defaults to a frozen copy of the input policy. ``beta > 0`` is the KL weight of
+    the implicit objective (small beta: far from the reference). An explicit empty ``pairs`` is an
+    error; pairs built here may come out empty (every candidate tied), which warns and leaves the
+    policy where it is: a preference method is blind to what it never compares.
 
     >>> run = toyenv.dpo(base, beta=0.1, steps=100, seed=0)
     """
     check_policy(policy)
+    check_loop_options(steps, lr, seed, train_options)
+    beta = check_positive(beta, "beta", fix="the KL weight of DPO's implicit reward, e.g. beta=0.1")
+    batch_size = check_optional_count(batch_size, "batch_size", fix="or batch_size=None for every pair")
     mdp = policy.mdp
     ref = policy.frozen() if reference is None else reference
+    check_policy(ref, "reference")
     check_same_world(mdp, ref.mdp, "reference policy")
+    if pairs is not None and len(pairs) == 0:
+        raise ValueError("pairs is empty, so DPO would train on nothing: pass (prompt, chosen, rejected) "
+                         "triples, e.g. toyenv.preference_pairs(policy, 64), or pairs=None to build them here")
+    if pairs is not None:
+        bad = next((k for k, t in enumerate(pairs) if not (isinstance(t, (tuple, list)) and len(t) == 3)), None)
+        if bad is not None:
+            raise ValueError(f"pairs[{bad}] is {pairs[bad]!r}; each pair must be a triple "
+                             "(prompt_index, chosen_tokens, rejected_tokens), as toyenv.preference_pairs returns")
     if pairs is None:
+        check_count(n_prompts, "n_prompts", fix="how many prompts to draw candidate pairs from, e.g. 64")
+        check_count(n_candidates, "n_candidates", minimum=2, fix="samples per prompt; a pair needs two")
         pairs = preference_pairs(policy, n_prompts, seed=seed, reward=reward, n_candidates=n_candidates)
     if len(pairs) == 0:
         warnings.warn("dpo: no preference pairs (every candidate scored the same), so the policy will "

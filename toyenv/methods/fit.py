@@ -14,7 +14,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .loop import Run, single_thread, train  # noqa: F401 (single_thread is re-exported)
+from .loop import Run, check_loop_options, check_policy, single_thread, train  # noqa: F401 (single_thread is re-exported)
 from ..core.passes import reach_from_probs
 from ..core.policies import Policy, TransformerPolicy
 from ..core.tree import TokenMDP, check_same_world
@@ -44,6 +44,9 @@ def fit(policy: Policy, target: Policy, *, steps: int = FIT_STEPS, lr: float = F
 
     The history adds ``fit_kl``, the weighted KL(target‖pi) in nats (the loss).
     """
+    check_policy(policy)
+    check_policy(target, "target")
+    check_loop_options(steps, lr, seed, train_options)
     mdp = policy.mdp
     check_same_world(mdp, target.mdp, "target policy")
     w = _prompt_weights(mdp, prompt_weights)
@@ -60,9 +63,8 @@ def fit(policy: Policy, target: Policy, *, steps: int = FIT_STEPS, lr: float = F
 
     config = dict(steps=steps, lr=lr, seed=seed, prompt_weights=prompt_weights
                   if isinstance(prompt_weights, str) else "custom")
-    with single_thread():
-        return train(policy, objective, steps=steps, lr=lr, seed=seed, method="fit", config=config,
-                     **train_options)
+    return train(policy, objective, steps=steps, lr=lr, seed=seed, method="fit", config=config,
+                 **train_options)
 
 
 def _prompt_weights(mdp: TokenMDP, prompt_weights) -> np.ndarray:

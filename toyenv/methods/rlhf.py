@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .loop import single_thread
+from .loop import Run, check_count, check_choice, check_policy
 from .rl import rl
 from ..core.passes import trajectory_probs_from
 from ..core.policies import Policy, TabularPolicy
-from ..core.tree import TokenMDP, sample_pairs_from_probs
+from ..core.tree import TokenMDP, check_same_world, sample_pairs_from_probs
 
 FEATURES = ("bag", "bag+length", "tabular")
 
@@ -76,8 +76,11 @@ def gold_preferences(policy: Policy, n_pairs: int, *, seed: int = 0, noise: floa
 
     Returns terminal pairs and labels: ``(s1 [n], a1 [n], s2 [n], a2 [n], label [n])``.
     """
+    check_policy(policy)
+    check_count(n_pairs, "n_pairs", fix="the number of preference pairs to sample, e.g. n_pairs=256")
     mdp = policy.mdp
-    if not 0.0 <= noise < 0.5:
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= noise < 0.5:
         raise ValueError(f"noise is a label-flip probability in [0, 0.5), got {noise!r}")
     r = mdp.rewards if reward is None else np.asarray(reward, float)
     rng = np.random.default_rng(seed)
@@ -168,6 +171,8 @@ def reward_model(policy: Policy, *, n_pairs: int = 256, seed: int = 0, noise: fl
     into a scalar reward (the RLHF recipe, survey §4.2 and §5.1). See :func:`gold_preferences`
     (``noise`` label flips) and :func:`completion_features` (``features``).
     """
+    check_policy(policy)
+    check_choice(features, "features", FEATURES)
     mdp = policy.mdp
     phi, names = completion_features(mdp, features)
     s1, a1, s2, a2, label = gold_preferences(policy, n_pairs, seed=seed, noise=noise, prompts=prompts)
@@ -243,21 +248,33 @@ def bon_kl_bound(n) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the method
 def rlhf(policy: Policy, proxy=None, *, beta: float = 0.05, n_pairs: int = 256, noise: float = 0.1,
-         features: str = "bag", seed: int = 0, **rl_options):
+         features: str = "bag", seed: int = 0, **rl_options) -> Run:
     """RLHF: learn a reward model from gold-labelled preferences, then run on-policy RL against it.
 
     Provenance on-policy; interface a learned scalar reward (survey §5.1, §4.2). ``proxy`` is a
     :class:`RewardModel` or ``[S, V]`` table; by default one is learned from ``policy``'s samples
     (:func:`reward_model` with ``n_pairs``, ``noise``, ``features``, ``seed``). The gold verifier
     is kept aside: the run's ``history["success"]`` is the gold success it never trained on.
-    ``rl_options`` go to :func:`toyenv.rl` (``exact``, ``steps``, ``lr``, ``algo``, ...).
-    Returns ``(run, reward_model)``; evaluate with :func:`overoptimization` ``(policy, rm, run=run)``.
+    ``beta`` is the KL weight; ``rl_options`` go to :func:`toyenv.rl` (``exact``, ``steps``, ``lr``,
+    ``algo``, ``optimizer``, ``snapshot_steps``, ...).
+
+    Returns a :class:`Run` whose ``artifacts["reward_model"]`` is the proxy it optimised (a
+    :class:`RewardModel`, or the table given); evaluate with
+    :func:`overoptimization` ``(policy, run.artifacts["reward_model"], run=run)``.
     """
-    rm = proxy if proxy is not None else reward_model(policy, n_pairs=n_pairs, seed=seed, noise=noise,
-                                                       features=features)
-    table = rm.table if isinstance(rm, RewardModel) else np.asarray(rm, float)
-    with single_thread():
-        run = rl(policy, beta=beta, reward=table, seed=seed, **rl_options)
+    check_policy(policy)
+    if "reward" in rl_options:
+        raise TypeError("rlhf trains against its reward model: pass the reward as proxy=..., not reward=...")
+    if proxy is None:
+        rm = reward_model(policy, n_pairs=n_pairs, seed=seed, noise=noise, features=features)
+    elif isinstance(proxy, RewardModel):
+        check_same_world(policy.mdp, proxy.mdp, "reward model")
+        rm = proxy
+    else:
+        rm = np.asarray(proxy, float)
+    table = rm.table if isinstance(rm, RewardModel) else rm
+    run = rl(policy, beta=beta, reward=table, seed=seed, **rl_options)
     run.method = "rlhf"
     run.config["reward_model"] = repr(rm) if isinstance(rm, RewardModel) else "table"
-    return run, rm
+    run.artifacts["reward_model"] = rm
+    return run

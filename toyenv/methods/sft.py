@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import warnings
 
-from .data import _correct_samples, token_targets
-from .loop import Run, check_policy, default_lr, train
+import numpy as np
+
+from .data import _correct_samples, check_demos, token_targets
+from .loop import (Run, check_count, check_loop_options, check_optional_count, check_policy, default_lr,
+                   train)
 from .losses import sft_loss
-from ..core.policies import as_pairs
 
 
 def _sft_objective(mdp, states, actions, batch_size):
@@ -37,9 +39,9 @@ def sft(policy, demos, *, steps: int = 100, lr: float | None = None, batch_size:
     >>> run = toyenv.sft(base, toyenv.demonstrations(mdp, 32, seed=0), steps=100, seed=0)
     """
     check_policy(policy)
-    states, actions = as_pairs(policy.mdp, demos)
-    if len(states) == 0:
-        raise ValueError("demos is empty: pass at least one (prompt_index, tokens) demonstration")
+    check_loop_options(steps, lr, seed, train_options)
+    batch_size = check_optional_count(batch_size, "batch_size", fix="or batch_size=None for every demonstration")
+    states, actions = check_demos(policy.mdp, demos)
     lr = default_lr(policy, lr, "sft")
     config = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed, n_demos=len(states))
     return train(policy, _sft_objective(policy.mdp, states, actions, batch_size), steps=steps, lr=lr,
@@ -56,6 +58,8 @@ def rejection_sampling(policy, *, n_samples: int = 256, steps: int = 100, lr: fl
     filter cannot create what sampling never produced.
     """
     check_policy(policy)
+    check_loop_options(steps, lr, seed, train_options)
+    check_count(n_samples, "n_samples", fix="how many completions to sample and filter, e.g. n_samples=256")
     s, a = _correct_samples(policy, n_samples, seed)
     if len(s) == 0:
         warnings.warn(f"rejection_sampling: none of {n_samples} samples is correct; the policy will not move",
@@ -67,7 +71,8 @@ def rejection_sampling(policy, *, n_samples: int = 256, steps: int = 100, lr: fl
 
 
 def self_improve(policy, *, rounds: int = 4, n_samples: int = 128, steps_per_round: int = 25,
-                 lr: float | None = None, seed: int = 0) -> Run:
+                 steps: int | None = None, lr: float | None = None, seed: int = 0, snapshot_steps=None,
+                 num_snapshots: int | None = None, optimizer: str = "adam") -> Run:
     """Iterated self-improvement, STaR-style: each round samples from the *current* policy,
     keeps the correct completions and fine-tunes the current policy on them (survey §4.3, §5.3).
 
@@ -75,19 +80,49 @@ def self_improve(policy, *, rounds: int = 4, n_samples: int = 128, steps_per_rou
     The returned Run joins the rounds: steps count updates over all rounds, snapshots are kept at
     every round boundary, ``history["round"]`` says which round a row belongs to and
     ``config["kept"]`` lists the number of correct samples per round.
+
+    ``steps`` (optional) is the total number of updates, ``rounds * steps_per_round``; give one of
+    the two. ``snapshot_steps`` / ``num_snapshots`` count over all rounds and add to the round
+    boundaries (default: the boundaries only); ``lr``, ``seed``, ``optimizer`` as in :func:`train`
+    (the optimiser restarts each round).
     """
     check_policy(policy)
+    rounds = check_count(rounds, "rounds", fix="the number of sample-filter-train rounds, e.g. rounds=4")
+    check_count(n_samples, "n_samples", fix="how many completions to sample per round, e.g. n_samples=128")
+    if steps is not None:
+        check_count(steps, "steps", minimum=0, fix="the total number of updates over all rounds")
+        if steps % rounds:
+            raise ValueError(f"steps={steps} is not a multiple of rounds={rounds}: each round takes the same "
+                             f"number of updates; pass steps_per_round instead, or a multiple of {rounds}")
+        steps_per_round = steps // rounds
+    steps_per_round = check_count(steps_per_round, "steps_per_round", minimum=0,
+                                  fix="the number of updates per round, e.g. steps_per_round=25")
+    total = rounds * steps_per_round
+    options = {"optimizer": optimizer}
+    if snapshot_steps is not None:
+        options["snapshot_steps"] = snapshot_steps
+    elif num_snapshots is not None:
+        options["num_snapshots"] = num_snapshots
+    check_loop_options(total, lr, seed, options)
+    keep = {k * steps_per_round for k in range(rounds + 1)}
+    if snapshot_steps is not None:
+        keep |= {int(t) for t in snapshot_steps}
+    elif num_snapshots is not None:
+        keep |= set(np.round(np.linspace(0, total, num_snapshots)).astype(int).tolist())
     lr = default_lr(policy, lr, "sft")
     current, kept, runs = policy, [], []
     for k in range(rounds):
         s, a = _correct_samples(current, n_samples, seed + 1000 * k)
         kept.append(len(s))
+        offset = k * steps_per_round
+        local = [t - offset for t in sorted(keep) if offset <= t <= offset + steps_per_round]
         run = train(current, _sft_objective(policy.mdp, s, a, None), steps=steps_per_round, lr=lr,
-                    seed=seed + k, num_snapshots=2)
+                    seed=seed + k, snapshot_steps=local, optimizer=optimizer)
         run.history["round"] = [float(k)] * len(run.history["step"])
         runs.append(run)
         current = run.policy
-    config = dict(rounds=rounds, n_samples=n_samples, steps_per_round=steps_per_round, lr=lr, seed=seed, kept=kept)
+    config = dict(rounds=rounds, n_samples=n_samples, steps_per_round=steps_per_round, steps=total, lr=lr,
+                  seed=seed, optimizer=optimizer, kept=kept)
     return _concat(runs, "self-improve", config)
 
 

@@ -99,7 +99,7 @@ def _build() -> dict:
             per_state, beta=0.0, steps=200, seed=0).policy)
         ts = toyenv.make("two-skills")
         tb = ts.base_policy()
-        run, _ = toyenv.rlhf(tb, steps=100, seed=0)
+        run = toyenv.rlhf(tb, steps=100, seed=0)
         out["rlhf-two-skills"] = MysteryRun("", "two-skills", tb, run.policy)
         sc = toyenv.make("scaffold")
         sb = sc.base_policy()
