@@ -352,7 +352,7 @@ def test_04_implicit_reward_of_q6_ranks_wrong_above_right():
 
 
 def test_04_closed_form_optimum_and_dpo_stationarity():
-    """04 §7 (F11): the implicit reward of pi* is r - beta log Z(x); sigma(margin) = sigma(1) on every
+    """04 §7: the implicit reward of pi* is r - beta log Z(x); sigma(margin) = sigma(1) on every
     pair; the soft-label DPO gradient vanishes at pi*, the hard-label one does not."""
     mdp, base, pairs, _, separate, _ = many_dpo()
     beta = 0.1
