@@ -56,7 +56,12 @@ def implicit_reward(mdp, traj_probs, ref_traj_probs, beta):
     return out
 
 
-RIGHT = {"03.1": sft_token_targets, "03.2": expanded_set, "04.1": dpo_loss_fn, "04.2": implicit_reward}
+def shared_support(occ_before, occ_after, eps):
+    return (occ_before.sa >= eps) & (occ_after.sa >= eps)
+
+
+RIGHT = {"03.1": sft_token_targets, "03.2": expanded_set, "04.1": dpo_loss_fn, "04.2": implicit_reward,
+         "04.3": shared_support}
 
 
 class TestEveryCheck(ExerciseContract):
@@ -65,7 +70,7 @@ class TestEveryCheck(ExerciseContract):
 
 def test_registered_for_the_right_notebooks():
     assert checks.exercises_of("03_sft_support_expansion") == ["03.1", "03.2"]
-    assert checks.exercises_of("04_preference_optimization") == ["04.1", "04.2"]
+    assert checks.exercises_of("04_preference_optimization") == ["04.1", "04.2", "04.3"]
 
 
 def test_reference_variants_are_the_package():
@@ -266,3 +271,27 @@ def test_checks_do_not_change_the_learners_inputs_between_cases():
         return out
     assert run("04.2", writes).passed
     assert isinstance(toyenv.make("many-paths"), toyenv.TokenMDP)
+
+
+# ------------------------------------------------------------------------------ 04.3 hints
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda b, a, e: (b.sa >= e) | (a.sa >= e), "you returned the union"),
+    (lambda b, a, e: a.sa >= e, "you returned E_eps(after)"),
+    (lambda b, a, e: b.sa >= e, "you returned E_eps(before)"),
+    (lambda b, a, e: (a.sa >= e) & (b.sa < e), "you returned the expanded set (Eq. 6)"),
+    (lambda b, a, e: (b.sa >= e) & (a.sa < e), "you returned the attrited set (Eq. 8)"),
+    (lambda b, a, e: (b.sa > e) & (a.sa > e), "use >= eps, not >"),
+    (lambda b, a, e: (b.probs >= e) & (a.probs >= e), "you thresholded pi(a|s)"),
+    (lambda b, a, e: np.broadcast_to(((b.s >= e) & (a.s >= e))[:, None], a.sa.shape), "you compared state occupancies"),
+    (lambda b, a, e: np.abs(a.sa - b.sa) < e, "not how much it moved"),
+    (lambda b, a, e: int(((b.sa >= e) & (a.sa >= e)).sum()), "not its size"),
+])
+def test_shared_support_hints(wrong, hint):
+    res = run("04.3", wrong)
+    assert res.status == "failed" and hint in res.message, res.message
+
+
+def test_shared_support_package_version_passes():
+    import toyenv
+    assert run("04.3", lambda b, a, e: toyenv.support_sets(b.sa, a.sa, e)["shared"]).passed
+    assert run("04.3", lambda b, a, e: toyenv.effective_support(b, e) & toyenv.effective_support(a, e)).passed

@@ -8,7 +8,8 @@ import pytest
 
 from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
-from toyenv.course.checks.nb09 import LABELS, _build, dominant_role
+from toyenv.core.exact import ROLE_RATIO
+from toyenv.course.checks.nb09 import LABELS, RISKS, _build, dominant_role
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +27,16 @@ def answers():
 def rule(dg):
     e = dg.evidence
     if e.get("retention", 0.0) >= 0.9:
-        return "consolidation"
-    if dg.attrition_risk == "high":
-        return "attrition"
-    if dg.role == "no change":
-        return "no change"
-    return "expansion" if e["expanded_mass"] > e["reshaped_mass"] else "reshaping"
+        role = "consolidation"
+    elif dg.role == "no change":
+        role = "no change"
+    elif e["expanded_mass"] >= ROLE_RATIO * e["reshaped_mass"]:
+        role = "expansion"
+    elif e["reshaped_mass"] >= ROLE_RATIO * e["expanded_mass"]:
+        role = "reshaping"
+    else:
+        role = "mixed"
+    return role, dg.attrition_risk
 
 
 def samples_needed(eps, confidence):
@@ -90,79 +95,112 @@ def _letter(what):
     return {w: k for k, w in _build()["what"].items()}[what]
 
 
-@pytest.mark.parametrize("what, label, hint", [
-    ("rl-many-paths-shared", "reshaping", "mean success rose 0.23 -> 0.75, which hides the loss"),
-    ("rl-many-paths-shared", "reshaping", "pass@256 fell 1.00 -> 0.79"),
-    ("rlhf-two-skills", "expansion", "but only 0.000 of it leads to success"),
-    ("distill-scaffold", "reshaping", "keeps 100% of its success without the teacher's hint"),
-    ("distill-scaffold-10-steps", "consolidation", "keeps only 19% of its success"),
-    ("rl-many-paths-per-state", "attrition", "attrition risk is 'moderate', not 'high'"),
-    ("sft-hidden-path", "reshaping", "expanded mass 0.825 vs reshaped mass 0.219"),
-    ("sft-hidden-path", "consolidation", "had no teacher"),
-    ("guided-rl-hidden-path", "reshaping", "4 correct answers entered the support"),
+@pytest.mark.parametrize("what, pair, hint", [
+    ("rl-many-paths-shared", ("attrition", "high"), "attrition is not a role"),
+    ("rl-many-paths-shared", ("reshaping", "low"), "mean success rose 0.23 -> 0.75, which hides the loss"),
+    ("rl-many-paths-shared", ("reshaping", "low"), "pass@256 fell 1.00 -> 0.79"),
+    ("rlhf-two-skills", ("attrition", "high"), "attrition is not a role"),
+    ("rlhf-two-skills", ("reshaping", "high"), "only 0.000 of it leads to success"),
+    ("distill-scaffold", ("reshaping", "low"), "keeps 100% of its success without the teacher's hint"),
+    ("distill-scaffold-10-steps", ("consolidation", "low"), "keeps only 19% of its success"),
+    ("rl-many-paths-per-state", ("reshaping", "high"), "attrition risk is 'moderate', not 'high'"),
+    ("rl-many-paths-per-state", ("reshaping", "low"), "useful_attrited_mass"),
+    ("sft-hidden-path", ("reshaping", "low"), "expanded mass 0.825 vs reshaped mass 0.219"),
+    ("sft-hidden-path", ("mixed", "low"), "ROLE_RATIO = 2x"),
+    ("sft-hidden-path", ("consolidation", "low"), "had no teacher"),
+    ("guided-rl-hidden-path", ("reshaping", "low"), "4 correct answers entered the support"),
 ])
-def test_mystery_label_hints_point_at_the_evidence(what, label, hint):
+def test_mystery_label_hints_point_at_the_evidence(what, pair, hint):
     k = _letter(what)
-    res = run("09.1", _with(**{k: label}))
+    res = run("09.1", _with(**{k: pair}))
     assert res.status == "failed" and f"run {k}" in res.message and hint in res.message, res.message
 
 
 def test_mystery_label_format_hints():
     good = answers()
-    assert run("09.1", lambda: {k.lower(): v.upper() + "-dominant" for k, v in good.items()}).passed   # lenient
-    assert "no label for run(s) A" in run("09.1", lambda: {k: v for k, v in good.items() if k != "A"}).message
-    assert "there is no run H" in run("09.1", lambda: {**good, "H": "expansion"}).message
-    assert "is not one of the labels" in run("09.1", lambda: {**good, "A": "forgetting"}).message
+    lenient = {k.lower(): [v[0].upper() + "-dominant", v[1].upper()] for k, v in good.items()}
+    assert run("09.1", lambda: lenient).passed
+    assert run("09.1", lambda: {k: {"role": r, "risk": q} for k, (r, q) in good.items()}).passed
+    assert "no entry for run(s) A" in run("09.1", lambda: {k: v for k, v in good.items() if k != "A"}).message
+    assert "there is no run H" in run("09.1", lambda: {**good, "H": ("expansion", "low")}).message
+    assert "is not one of the roles" in run("09.1", lambda: {**good, "A": ("forgetting", "low")}).message
+    assert "is not one of 'low'" in run("09.1", lambda: {**good, "A": ("reshaping", "severe")}).message
+    assert "attrition is not a role but a risk" in run("09.1", lambda: {**good, "A": "attrition"}).message
+    assert "give a pair (role, attrition risk)" in run("09.1", lambda: {**good, "A": "reshaping"}).message
     assert "return a dict" in run("09.1", lambda: list(good.values())).message
-    res = run("09.1", lambda: {k: "reshaping" for k in good})
-    assert res.status == "failed" and "labels are wrong" in res.message
+    res = run("09.1", lambda: {k: ("reshaping", "low") for k in good})
+    assert res.status == "failed" and "runs are wrong" in res.message
 
 
 # ------------------------------------------------------------------------------ 09.2
 def _rule(**flags):
     def f(dg):
         e = dg.evidence
-        masses = "expansion" if e["expanded_mass"] > e["reshaped_mass"] else "reshaping"
-        if flags.get("role_only") and dg.role in ("expansion-dominant", "reshaping-dominant", "mixed"):
-            masses = "expansion" if dg.role == "expansion-dominant" else "reshaping"
+        ratio = 1.0 if flags.get("one_x") else ROLE_RATIO
+        if flags.get("one_x"):
+            masses = "expansion" if e["expanded_mass"] > e["reshaped_mass"] else "reshaping"
+        elif e["expanded_mass"] >= ratio * e["reshaped_mass"]:
+            masses = "expansion"
+        elif e["reshaped_mass"] >= ratio * e["expanded_mass"]:
+            masses = "reshaping"
+        else:
+            masses = "mixed"
+        risk = "low" if flags.get("risk_low") else dg.attrition_risk
+        if flags.get("attrition_role") and dg.attrition_risk == "high":
+            return "attrition", risk
         if flags.get("any_teacher") and "retention" in e:
-            return "consolidation"
+            return "consolidation", risk
         if not flags.get("no_teacher") and e.get("retention", 0) >= 0.9:
-            return "consolidation"
-        if flags.get("expansion_first") and dg.role != "no change" and masses == "expansion":
-            return "expansion"
-        if not flags.get("never_attrition") and (dg.attrition_risk == "high" or
-                                                 (flags.get("moderate") and dg.attrition_risk == "moderate")):
-            return "attrition"
+            return "consolidation", risk
         if dg.role == "no change":
-            return "reshaping" if flags.get("no_change_reshaping") else "no change"
-        return masses
+            return ("reshaping" if flags.get("no_change_reshaping") else "no change"), risk
+        return masses, risk
     return f
 
 
 @pytest.mark.parametrize("flags, hint", [
     (dict(no_teacher=True), "you ignored the teacher"),
     (dict(any_teacher=True), "a teacher alone does not make consolidation"),
-    (dict(expansion_first=True), "you checked the masses before the attrition risk"),
-    (dict(never_attrition=True), "you never return 'attrition'"),
-    (dict(moderate=True), "only dg.attrition_risk == 'high' is attrition"),
-    (dict(role_only=True), "for a 'mixed' role compare the masses"),
-    (dict(no_change_reshaping=True), "return 'no change'"),
+    (dict(one_x=True), "you compared the masses with a factor 1"),
+    (dict(attrition_role=True), "attrition is not a role"),
+    (dict(risk_low=True), "the second element is the stage's attrition risk"),
+    (dict(no_change_reshaping=True), "the role is 'no change'"),
 ])
 def test_rule_hints(flags, hint):
     res = run("09.2", _rule(**flags))
     assert res.status == "failed" and hint in res.message, res.message
 
 
-def test_rule_returning_the_role_string_is_named():
+def test_rule_returning_a_single_label_is_named():
     res = run("09.2", lambda dg: dg.role)
+    assert res.status == "failed" and "return a pair (role, attrition risk)" in res.message
+    res = run("09.2", lambda dg: "attrition" if dg.attrition_risk == "high" else dg.role)
+    assert res.status == "failed" and "attrition is not a role but a risk" in res.message
+    res = run("09.2", lambda dg: (dg.role, dg.attrition_risk))
     assert res.status == "failed" and "the diagnosis's role string" in res.message
     res = run("09.2", lambda dg: 3)
-    assert res.status == "failed" and "return a label" in res.message
+    assert res.status == "failed" and "return a pair of strings" in res.message
 
 
-def test_reference_rule_gives_the_four_labels_on_the_mystery_runs():
-    assert set(answers().values()) == set(LABELS)
+def test_reference_rule_reports_a_role_and_a_risk_never_attrition_as_a_role():
+    """Every mystery run gets a role and a risk; 'attrition' is never a role; the runs show three
+    roles and all three risks."""
+    got = answers()
+    roles = {r for r, _ in got.values()}
+    assert "attrition" not in roles and roles <= set(LABELS)
+    assert roles == {"expansion", "reshaping", "consolidation"}
+    assert {q for _, q in got.values()} == set(RISKS)
+
+
+def test_rule_threshold_is_the_package_constant():
+    """One threshold everywhere: the 09 rule, role_of and diagnose all use ROLE_RATIO (= 2)."""
+    import inspect
+    import toyenv
+    from toyenv.analysis.pipeline import diagnose
+    assert ROLE_RATIO == toyenv.ROLE_RATIO == 2.0
+    assert inspect.signature(toyenv.role_of).parameters["ratio"].default == ROLE_RATIO
+    assert inspect.signature(diagnose).parameters["ratio"].default == ROLE_RATIO
+    assert toyenv.role_of(0.30, 0.20) == "mixed" and toyenv.role_of(0.40, 0.20) == "expansion-dominant"
 
 
 # ------------------------------------------------------------------------------ 10.1

@@ -352,7 +352,7 @@ def test_04_implicit_reward_of_q6_ranks_wrong_above_right():
 
 
 def test_04_closed_form_optimum_and_dpo_stationarity():
-    """04 §7 (F11): the implicit reward of pi* is r - beta log Z(x); sigma(margin) = sigma(1) on every
+    """04 §7: the implicit reward of pi* is r - beta log Z(x); sigma(margin) = sigma(1) on every
     pair; the soft-label DPO gradient vanishes at pi*, the hard-label one does not."""
     mdp, base, pairs, _, separate, _ = many_dpo()
     beta = 0.1
@@ -413,3 +413,21 @@ def test_04_no_policy_lies_above_the_closed_form_frontier_and_runs_share_a_path(
     xs = np.linspace(0.2, 0.8, 13)
     interp = [np.interp(xs, c[:, 0], c[:, 1]) for c in curves.values()]
     assert np.ptp(np.array(interp), axis=0).max() < 0.03
+
+
+
+def test_04_shared_support_eq7_and_the_courses_reshaped_mass():
+    """04 §4a: C_eps = E_eps(base) & E_eps(DPO) (Eq. 7); all 40 pairs of the DPO policy's support were
+    among the base's 200; the reshaped mass (the course's own measure) is half the L1 change of d
+    inside C_eps, 0.375, and the proxy verdict is reshaping-dominant."""
+    from toyenv.course.checks.nb04 import _dpo_pair
+    base, after = _dpo_pair()
+    o0, o1 = toyenv.occupancy(base), toyenv.occupancy(after)
+    e0, e1 = toyenv.effective_support(o0, 1e-3), toyenv.effective_support(o1, 1e-3)
+    C = toyenv.support_sets(o0.sa, o1.sa, 1e-3)["shared"]
+    np.testing.assert_array_equal(C, e0 & e1)
+    assert e0.sum() == 200 and e1.sum() == 40 and C.sum() == 40 and not (e1 & ~e0).any()
+    ch = toyenv.support_change(base, after, 1e-3)
+    np.testing.assert_array_equal(ch.shared, C)
+    assert ch.reshaped_mass == pytest.approx(0.5 * np.abs(o1.sa - o0.sa)[C].sum(), abs=1e-12)
+    assert round(ch.reshaped_mass, 3) == 0.375 and ch.role == "reshaping-dominant"

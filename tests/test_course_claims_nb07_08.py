@@ -270,3 +270,26 @@ def test_08_handoff_loses_only_rare_teacher_behaviour(nb08):
         n_off = toyenv.support_change(teacher, off, 1e-4).attrited.sum()
         n_on = toyenv.support_change(teacher, on, 1e-4).attrited.sum()
         assert 1.7 * n_on < n_off < 3.0 * n_on
+
+
+
+def test_08_on_policy_default_loss_is_forward_kl_on_the_students_states(nb08):
+    """08 §6: distill's default divergence is the per-state forward KL(T||S), weighted on-policy by the
+    student's reach: that is neither the sequence reverse KL(S||T) nor the sequence forward KL(T||S);
+    the per-state reverse KL on the student's states has the sequence reverse KL as its value."""
+    import inspect
+    import torch
+    from toyenv.core.exact import kl_per_state
+    from toyenv.methods.distill import distill_loss
+    assert inspect.signature(toyenv.distill).parameters["divergence"].default == "forward"
+    mdp, teacher = nb08["mdp"], nb08["teacher"]
+    student = nb08["students"][(1.0, 0)]
+    S, T = student.probs(), teacher.probs()
+    w = mdp.prompt_weights[mdp.prompt_of] * toyenv.reach(student)
+    logS, logT = torch.as_tensor(np.log(np.maximum(S, 1e-300))), torch.as_tensor(np.log(np.maximum(T, 1e-300)))
+    fwd_on_student = float(distill_loss(logS, logT, w)[0])
+    rev_on_student = float(distill_loss(logS, logT, w, divergence="reverse")[0])
+    assert fwd_on_student == pytest.approx(float(w @ kl_per_state(T, S)), rel=1e-9)
+    assert rev_on_student == pytest.approx(toyenv.kl(student, teacher), rel=1e-6)
+    assert abs(fwd_on_student - toyenv.kl(student, teacher)) > 0.01 * toyenv.kl(student, teacher)
+    assert abs(fwd_on_student - toyenv.kl(teacher, student)) > 0.01 * toyenv.kl(teacher, student)

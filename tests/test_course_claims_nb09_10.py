@@ -9,7 +9,7 @@ import pytest
 
 import toyenv
 from toyenv import estimate
-from toyenv.course.checks.nb09 import LABELS, _build, dominant_role, mystery_runs
+from toyenv.course.checks.nb09 import LABELS, RISKS, _build, dominant_role, mystery_runs
 from toyenv.analysis.experiments import peak
 
 
@@ -63,8 +63,9 @@ def test_09_rl_first_changes_nothing_and_rl_then_sft_equals_sft_alone(ablation):
     assert final["RL alone"] == pytest.approx(4e-6)
     assert 0.17 < final["SFT → RL"] - final["RL → SFT"] < 0.19
     roles = {n: [dominant_role(h.diagnosis) for h in r.handoffs] for n, r in reps.items()}
-    assert roles == {"SFT → RL": ["expansion", "reshaping"], "RL → SFT": ["no change", "expansion"],
-                     "RL alone": ["no change"], "SFT alone": ["expansion"]}
+    assert roles == {"SFT → RL": [("expansion", "low"), ("reshaping", "low")],
+                     "RL → SFT": [("no change", "low"), ("expansion", "low")],
+                     "RL alone": [("no change", "low")], "SFT alone": [("expansion", "low")]}
 
 
 def test_09_8_one_method_several_roles(ablation):
@@ -106,42 +107,50 @@ def test_09_8_one_method_several_roles(ablation):
     np.testing.assert_array_equal(results[("scaffold", "distillation")].policy.probs(), b.after.probs())
     dg = b.diagnose()
     assert dg.role == "reshaping-dominant" and dg.evidence["retention"] >= 0.9
-    assert dominant_role(dg) == "consolidation"
+    assert dominant_role(dg)[0] == "consolidation"
 
 
-def test_09_mystery_runs_cover_every_label_with_decoys():
-    """09 §4-5: seven runs, every label at least once; the decoys the notebook promises: a big jump
-    in mean success that is attrition, a big expanded mass that is attrition (none of it useful), a
-    teacher whose behaviour was not kept (retention 0.19), and a consolidation whose masses say reshaping."""
+def test_09_mystery_runs_cover_the_roles_and_risks_with_decoys():
+    """09 §4-5: seven runs, each with a dominant role and an attrition risk (never "attrition" as a
+    role); three roles and all three risks occur (no run is "mixed": the rule's "mixed" cases are the
+    edited ones of 09.2). The decoys the notebook promises: a big jump in mean success that hides a
+    high attrition risk (a reshaping run), a big expanded mass none of which is useful with a high risk
+    (an expansion run), a teacher whose behaviour was not kept (retention 0.19), and a consolidation
+    whose masses say reshaping."""
     runs = mystery_runs()
     b = _build()
-    labels = {k: dominant_role(dg) for k, dg in b["diagnoses"].items()}
-    assert sorted(runs) == list("ABCDEFG") and set(labels.values()) == set(LABELS)
+    got = {k: dominant_role(dg) for k, dg in b["diagnoses"].items()}
+    labels = {k: r for k, (r, _) in got.items()}
+    risks = {k: q for k, (_, q) in got.items()}
+    assert sorted(runs) == list("ABCDEFG")
+    assert set(labels.values()) == {"expansion", "reshaping", "consolidation"} and set(labels.values()) <= set(LABELS)
+    assert set(risks.values()) == set(RISKS)
+    assert all(risks[k] == dg.attrition_risk for k, dg in b["diagnoses"].items())
     ev = {k: dg.evidence for k, dg in b["diagnoses"].items()}
     by_what = {what: k for k, what in b["what"].items()}
     a = ev[by_what["rl-many-paths-shared"]]
-    assert labels[by_what["rl-many-paths-shared"]] == "attrition"
+    assert got[by_what["rl-many-paths-shared"]] == ("reshaping", "high")
     assert a["success_after"] > 3 * a["success_before"] and a["prompts_down"] == 2
     assert a["pass_large_before"] == pytest.approx(1.0, abs=0.005) and a["pass_large_after"] == pytest.approx(0.79, abs=0.01)
     e = ev[by_what["rlhf-two-skills"]]
-    assert labels[by_what["rlhf-two-skills"]] == "attrition" and b["diagnoses"][by_what["rlhf-two-skills"]].role == "expansion-dominant"
+    assert got[by_what["rlhf-two-skills"]] == ("expansion", "high")
+    assert b["diagnoses"][by_what["rlhf-two-skills"]].role == "expansion-dominant"
     assert e["expanded_mass"] == pytest.approx(0.47, abs=0.01) and e["useful_expanded_mass"] < 0.001
     assert e["prompts_down"] == 6
     f = ev[by_what["distill-scaffold-10-steps"]]
-    assert labels[by_what["distill-scaffold-10-steps"]] == "reshaping" and f["retention"] == pytest.approx(0.19, abs=0.01)
+    assert got[by_what["distill-scaffold-10-steps"]] == ("reshaping", "low") and f["retention"] == pytest.approx(0.19, abs=0.01)
     assert f["reshaped_mass"] == pytest.approx(0.19, abs=0.01) and f["expanded_mass"] == pytest.approx(0.01, abs=0.005)
     d = ev[by_what["distill-scaffold"]]
-    assert labels[by_what["distill-scaffold"]] == "consolidation" and d["retention"] > 0.99
+    assert got[by_what["distill-scaffold"]] == ("consolidation", "low") and d["retention"] > 0.99
     assert b["diagnoses"][by_what["distill-scaffold"]].role == "reshaping-dominant"
     c = ev[by_what["sft-hidden-path"]]
-    assert labels[by_what["sft-hidden-path"]] == "expansion" and c["correct_expanded"] == 4
+    assert got[by_what["sft-hidden-path"]] == ("expansion", "low") and c["correct_expanded"] == 4
     assert c["expanded_mass"] == pytest.approx(0.83, abs=0.01) and c["reshaped_mass"] == pytest.approx(0.22, abs=0.01)
     r = ev[by_what["rl-many-paths-per-state"]]
-    assert labels[by_what["rl-many-paths-per-state"]] == "reshaping" and r["expanded_mass"] == 0.0
+    assert got[by_what["rl-many-paths-per-state"]] == ("reshaping", "moderate") and r["expanded_mass"] == 0.0
     assert r["reshaped_mass"] == pytest.approx(0.40, abs=0.01) and r["prompts_down"] == 0
-    assert b["diagnoses"][by_what["rl-many-paths-per-state"]].attrition_risk == "moderate"
     g = ev[by_what["guided-rl-hidden-path"]]
-    assert labels[by_what["guided-rl-hidden-path"]] == "expansion" and g["expanded_mass"] > 0.99
+    assert got[by_what["guided-rl-hidden-path"]] == ("expansion", "low") and g["expanded_mass"] > 0.99
     assert g["useful_expanded_mass"] > 0.99
     # only the two distillations had a teacher
     assert sorted(k for k, r in runs.items() if r.teacher is not None) == sorted(

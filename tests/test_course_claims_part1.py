@@ -226,6 +226,32 @@ def test_02_reachability_versus_availability(short):
     assert occ.sa[root, 0] > 1e-2
 
 
+@pytest.mark.parametrize("name, kw", [("hidden-path", {"horizon": 3}), ("many-paths", {}), ("scaffold", {})])
+def test_02_state_occupancy_and_reach(name, kw):
+    """02 §3: the survey reads reachability from d(s) (Eq. 3), the course reports reach(s); with uniform
+    weights d(s) = D(x) reach(s) E[1/T | through s], so D(x) reach(s) / H <= d(s) <= D(x) reach(s) / (t+1)
+    at depth t; Eq. 2's weights are non-negative and sum to 1 per trajectory (the package's uniform)."""
+    mdp = toyenv.make(name, **kw)
+    occ = toyenv.occupancy(mdp.base_policy())
+    Dr = mdp.prompt_weights[mdp.prompt_of] * occ.reach
+    inside = mdp.depth < mdp.horizon                 # states at which an action is still taken
+    assert np.all(occ.s[inside] <= Dr[inside] / (mdp.depth[inside] + 1) * (1 + 1e-9) + 1e-15)
+    assert np.all(occ.s[inside] >= Dr[inside] / mdp.horizon * (1 - 1e-9) - 1e-15)
+    root = mdp.roots
+    np.testing.assert_allclose(occ.sa.sum(), 1.0, atol=1e-12)
+    assert np.all(occ.s[root] <= mdp.prompt_weights * (1 + 1e-12))
+
+
+def test_02_the_two_columns_of_the_reachability_table(short):
+    """02 §3: q0 root and q0|h: reach 1 and 1e-4; d(s) smaller by the factor D(x) E[1/T]."""
+    occ = toyenv.occupancy(short.base_policy())
+    H = short.info["hidden_token"]
+    root, after_h = short.state_index(0, ()), short.state_index(0, (H,))
+    for s, depth in ((root, 0), (after_h, 1)):
+        ratio = occ.s[s] / (short.prompt_weights[0] * occ.reach[s])
+        assert 1 / short.horizon - 1e-12 <= ratio <= 1 / (depth + 1) + 1e-12
+
+
 def test_02_heatmap_shows_both_kinds_of_rarity(short):
     """02: in the heatmap of q0 (eps = 1e-3) the h column and the rows from q0|h down lie outside
     E_eps; every other row has a pair inside."""

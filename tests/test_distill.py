@@ -182,7 +182,7 @@ def test_distill_errors_name_the_fix():
         distill(base, base, n_samples=0)
 
 
-# --------------------------------------------------------------------------- F8: forward vs reverse
+# --------------------------------------------------------------------------- forward vs reverse KL (refs. [6], [60])
 def test_mode_scan_forward_covers_reverse_seeks():
     """Mode covering vs mode seeking (GKD; MiniLLM, ref [6]). A memoryless student cannot hold "a b" and "b a" without "a a" and "b b".
     Forward KL(T‖S) is smallest for the spread student (mass between the modes); reverse KL(S‖T)

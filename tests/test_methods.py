@@ -205,7 +205,7 @@ def test_hint_tokens_are_off_policy_and_not_trained_unless_asked():
 
 
 def test_mixed_hints_guide_rl_to_the_hidden_path():
-    """Half the rollouts hinted (§7.1.2): hinted successes and unhinted failures share a group.
+    """Half the rollouts hinted (off-policy prefix guidance, §5.1, §7.1.3): hinted successes and unhinted failures share a group.
     Training on the hint tokens (learn_hint) reaches the path sooner; even without it the unhinted
     failures' negative advantages push the root away from the wrong first tokens."""
     mdp = toyenv.make("hidden-path")

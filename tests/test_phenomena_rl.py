@@ -1,8 +1,8 @@
 """The phenomena notebooks 05-06 claim, asserted under the default seed and other seeds.
 
-hidden-path (F13, §3.3.2-3.3.3): sampled RL alone cannot find a path of probability ~1e-4; SFT on
+hidden-path (§3.3.2-3.3.3, §5.1): sampled RL alone cannot find a path of probability ~1e-4; SFT on
 demonstrations expands support to it and RL then sharpens it; the exact expected gradient does find
-it. many-paths (F1-F3, F5, §3.3.3): sampled RL with a prompt-agnostic (shared-row) policy raises
+it. many-paths (§3.3.3; the pass@k crossover of Yue et al. 2025, survey ref. [132]): sampled RL with a prompt-agnostic (shared-row) policy raises
 pass@1, lowers pass@k at large k below the base and drops correct answers from the support; one row
 per state is the negative control; a KL penalty shrinks the gap. KL-regularised RL converges to the
 closed form pi* ∝ pi_ref·exp(r/beta).
@@ -98,7 +98,7 @@ def test_rl_raises_pass1_and_lowers_pass_at_large_k(seed):
     assert 2 <= crossover <= 64
     rare = list(mdp.info["rare_prompts"])
     assert np.all(toyenv.success_prob(pi)[rare] < toyenv.success_prob(base)[rare] / 10)
-    # fewer distinct correct answers in the support (F5): none expanded, several shrunk
+    # fewer distinct correct answers in the support: none expanded, several shrunk
     assert toyenv.distinct_correct(pi, eps=1e-2).sum() < toyenv.distinct_correct(base, eps=1e-2).sum()
     ch = toyenv.support_change(base, pi, 1e-2)
     kept, grew, shrank = ((m & mdp.correct).sum() for m in (ch.traj_shared, ch.traj_expanded, ch.traj_attrited))
@@ -108,7 +108,7 @@ def test_rl_raises_pass1_and_lowers_pass_at_large_k(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_gap_widens_during_training(seed):
-    """F2: across snapshots pass@1 rises while pass@256 falls."""
+    """Across snapshots pass@1 rises while pass@256 falls."""
     mdp, base, run = many_runs(seed, 0.0)
     p1 = [toyenv.pass_at_k(run.at(s), 1) for s in run.steps]
     p256 = [toyenv.pass_at_k(run.at(s), 256) for s in run.steps]

@@ -20,7 +20,7 @@ def _one_torch_thread():
         yield
 
 
-# =========================================================================== two skills (F10)
+# =========================================================================== two skills (forgetting at matched gain, RL's Razor)
 def _fine_tune_a(start, mdp, seed, task=None, answer=None, steps=40):
     """SFT on family-A demonstrations and RL on family-A prompts only (beta = 0: no gradient on B)."""
     task = family_task(mdp, 0) if task is None else task
@@ -58,7 +58,7 @@ def test_two_skills_transformer_forgets_tabular_does_not(seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_two_skills_sft_and_rl_forget_alike_when_the_answer_is_unique(seed):
-    """F10 as stated ("SFT drifts further than RL at matched gain") does NOT hold in the default
+    """The matched-gain claim as stated ("SFT drifts further than RL at matched gain") does NOT hold in the default
     two-skills world: family A has one correct answer, so SFT's targets and RL's optimum coincide,
     and at matched A success SFT and exact RL sit at the same KL from the base and the same B
     success. Forgetting tracks KL, not the method's name."""
@@ -74,7 +74,7 @@ def test_two_skills_sft_and_rl_forget_alike_when_the_answer_is_unique(seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_two_skills_sft_on_base_unlikely_answers_drifts_and_forgets_more(seed):
-    """F10 with its control (RL's Razor): give family A two correct answers, "a b" (likely under the
+    """The matched-gain claim with its control (RL's Razor): give family A two correct answers, "a b" (likely under the
     base, p ≈ 0.33) and "a c" (unlikely, p ≈ 0.01). RL on this task raises the likely one and stays
     close to the base; SFT on the unlikely answer reaches the same task success far from the base
     (KL many times larger) and forgets family B more. SFT on the likely answer (the control)
@@ -95,7 +95,7 @@ def test_two_skills_sft_on_base_unlikely_answers_drifts_and_forgets_more(seed):
         assert abs(l["other"] - r["other"]) < 0.03 and 0.8 < l["kl"] / r["kl"] < 1.25
 
 
-# =========================================================================== scaffold (F7)
+# =========================================================================== scaffold (on- vs off-policy distillation, GKD, survey ref. [60])
 def test_scaffold_distillation_removes_the_hint():
     """The bare student (no hint) reaches the hinted teacher's success after distillation,
     off-policy and on-policy, tabular student; the base guesses (≈ 0.02)."""
@@ -167,10 +167,10 @@ def test_scaffold_recoverable_transformer_student():
     assert np.all(s[:, :, 1] > 0.5)                         # bare student: 0.03 -> above 0.5
 
 
-# =========================================================================== forward vs reverse KL (F8)
+# =========================================================================== forward vs reverse KL (refs. [6], [60])
 @pytest.mark.parametrize("modes", [None, [(0, 2, 3), (2, 0, 3)], [(1, 2, 3), (2, 1, 3)]])
 def test_forward_covers_reverse_seeks_for_any_pair_of_modes(modes):
-    """F8 along the exact spread -> one-mode path, for several mode pairs and prompts."""
+    """Mode covering vs mode seeking along the exact spread -> one-mode path, for several mode pairs and prompts."""
     mdp = toyenv.make("two-skills")
     for prompt in (0, 7):
         r = mode_scan(mdp, modes=modes, prompt=prompt)

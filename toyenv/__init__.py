@@ -26,7 +26,7 @@ from .core.policies import Policy, TabularPolicy, TransformerPolicy
 from .core.presets import describe, make, presets
 from .core.exact import (Occupancy, SupportChange, distinct_correct, effective_support, entropy,
                          expected_reward, held_out_attrition, informative_group_prob, kl, occupancy,
-                         pass_at_k, pass_at_k_unbiased, reach, role_of, sample_pairs, success_prob,
+                         ROLE_RATIO, pass_at_k, pass_at_k_unbiased, reach, role_of, sample_pairs, success_prob,
                          success_value, support_change, support_sets, trajectory_probs, trajectory_support)
 from .core import estimate  # noqa: F401  sampled estimators and their exact twins (notebook 10)
 from .methods import (METHODS, RewardModel, Run, base_transformer, bon_kl_bound, bon_policy, bon_probs,
@@ -53,6 +53,6 @@ __all__ = [
     "describe", "Occupancy", "SupportChange", "occupancy", "effective_support", "support_change",
     "trajectory_support", "trajectory_probs", "reach", "success_prob", "expected_reward",
     "success_value", "pass_at_k", "pass_at_k_unbiased", "distinct_correct", "kl", "entropy",
-    "sample_pairs", "role_of", "held_out_attrition", "informative_group_prob", "support_sets",
+    "sample_pairs", "role_of", "ROLE_RATIO", "held_out_attrition", "informative_group_prob", "support_sets",
 ]
 __version__ = "0.1.0"

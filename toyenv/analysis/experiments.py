@@ -17,7 +17,7 @@ from ..methods.rlhf import RewardModel, bon_policy
 
 def mode_scan(mdp: TokenMDP | None = None, *, modes=None, prompt: int = 0, ts=None,
               floor: float = 1e-3) -> dict:
-    """Exact forward and reverse KL along a path from a spread student to a one-mode student (F8).
+    """Exact forward and reverse KL along a path from a spread student to a one-mode student (mode covering vs mode seeking; survey refs. [6], [60]).
 
     The teacher puts probability 1/2 on each of two complete answers (``modes``; by default the
     two-skills world's ``a b`` and ``b a``) at ``prompt``. The student is *memoryless*: at depth t it
@@ -91,7 +91,7 @@ def mode_scan(mdp: TokenMDP | None = None, *, modes=None, prompt: int = 0, ts=No
 
 
 def after_slip(policy: Policy, teacher: Policy, teacher_prompts=None) -> dict:
-    """Success of ``policy`` right after a first-token slip, and on the teacher's path (F7, F9).
+    """Success of ``policy`` right after a first-token slip, and on the teacher's path (the DAgger argument, survey ref. [53]; §5.4).
 
     For every prompt with weight D(x) > 0: ``on_path`` is the policy's success probability from the
     state after the teacher's most likely first token, ``after_slip`` the mean success from the

@@ -72,7 +72,8 @@ def task_success(policy: Policy, task: np.ndarray, family: int = 0) -> float:
 
 
 def forgetting(before: Policy, after: Policy, trained: int = 0, task: np.ndarray | None = None) -> dict:
-    """What fine-tuning family ``trained`` did to the other family (attrition, §3.3.4; F10).
+    """What fine-tuning family ``trained`` did to the other family (attrition, §3.3.4; the
+    matched-gain comparison of "RL's Razor", Shenfeld et al. 2025).
 
     Returns ``gain`` (trained family's task success change; ``task`` reward if given, else the
     verifier), ``other_before``, ``other_after``, ``other_change`` (mean success of the other

@@ -3,9 +3,11 @@
 - :func:`pipeline` runs stages one after another (e.g. SFT → RL → distill) and reports, at every
   handoff, what the stage gained, kept and lost: expanded and attrited sets, success, pass@k, KL to
   the previous stage and to the base (§6.4 stage-transition risk).
-- :func:`diagnose` turns the survey's Table 2 cues (§3.5) into numbers: is a change
-  expansion-dominant, reshaping-dominant or mixed, and how large is the attrition risk, with the
-  evidence behind the verdict.
+- :func:`diagnose` computes the course's operational proxies for some of the survey's Table 2 cues
+  (§3.5): a dominant-role verdict (expansion-dominant, reshaping-dominant or mixed, by the mass
+  ratio :data:`toyenv.core.exact.ROLE_RATIO`) and, separately, an attrition risk, with the evidence
+  behind both. Table 2 is a list of heuristic cues, not a decision rule; the thresholds are the
+  course's choices.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.exact import SupportChange, check_eps, kl, pass_at_k_from_success, success_from_probs, support_change
+from ..core.exact import (ROLE_RATIO, SupportChange, check_eps, kl, pass_at_k_from_success, role_of,
+                          success_from_probs, support_change)
 from ..core.passes import backward_from_probs
 from ..core.policies import Policy
 from ..core.tree import check_same_world
@@ -25,16 +28,22 @@ from ..methods.loop import Run, check_count, check_nonnegative, check_policy, ch
 DEFAULT_KS = (1, 4, 16, 64, 256)
 
 
-# =========================================================================== diagnosis (Table 2)
+# =========================================================================== diagnosis (proxies for Table 2's cues)
 @dataclass(eq=False)
 class Diagnosis:
-    """The survey's Table 2 cues for one stage, as numbers (§3.5).
+    """The course's operational proxies for the survey's Table 2 cues, for one stage (§3.5).
+
+    Table 2 lists heuristic cues and says it is not a checklist or a decision rule; ``role`` and
+    ``attrition_risk`` are this course's proxies, with thresholds it chose, and the evidence is there
+    so that a reader can judge for themselves.
 
     Attributes:
         role: "expansion-dominant", "reshaping-dominant", "mixed" or "no change", from the
             occupancy mass on newly supported pairs vs the mass moved inside the shared support
-            (:func:`toyenv.role_of` with ``ratio``).
-        attrition_risk: "high", "moderate" or "low" (see :func:`diagnose` for the rule).
+            (:func:`toyenv.role_of` with ``ratio``, by default :data:`toyenv.core.exact.ROLE_RATIO`).
+            Never "attrition": the survey lists attrition as a risk, not as a role.
+        attrition_risk: "high", "moderate" or "low" (see :func:`diagnose` for the rule), reported
+            beside the role.
         evidence: the numbers behind both verdicts (masses, counts, success, pass@k, KL, ...).
         change: the underlying :class:`toyenv.SupportChange`.
         per_prompt: success per prompt before and after, ``[2, P]``.
@@ -68,13 +77,16 @@ class Diagnosis:
     __str__ = summary
 
 
-def diagnose(before: Policy, after: Policy, eps: float = 1e-3, *, ratio: float = 2.0, tol: float = 0.02,
+def diagnose(before: Policy, after: Policy, eps: float = 1e-3, *, ratio: float = ROLE_RATIO, tol: float = 0.02,
              k_large: int = 256, teacher: Policy | None = None, teacher_prompts=None) -> Diagnosis:
-    """Diagnose what a stage did between two policies (survey Table 2 as numbers, §3.5).
+    """Diagnose what a stage did between two policies: the course's operational proxy for the
+    heuristic cues of survey Table 2 (§3.5), which the survey does not intend as a decision rule.
 
     Role (positive evidence for expansion vs reshaping): the occupancy mass the new policy puts on
     pairs that were outside E_ε before (expansion, Eq. 6) against the mass moved inside the shared
-    support C_ε (reshaping, Eq. 7); :func:`toyenv.role_of` decides with ``ratio``. The evidence also
+    support C_ε (reshaping, Eq. 7; "reshaped mass" is the course's own measure);
+    :func:`toyenv.role_of` decides with ``ratio`` (default :data:`toyenv.core.exact.ROLE_RATIO`, the
+    one threshold the course uses everywhere). The evidence also
     counts correct complete answers entering and leaving the trajectory-level support, and the
     *useful* expanded mass Σ over expanded pairs of d_after(s, a)·Q_after(s, a) (Q = probability of
     success after (s, a)): expansion into wrong behaviour is expansion, but not the useful kind.
@@ -109,6 +121,7 @@ def diagnose(before: Policy, after: Policy, eps: float = 1e-3, *, ratio: float =
     pl_b = float(pass_at_k_from_success(sb, w, k_large))
     pl_a = float(pass_at_k_from_success(sa, w, k_large))
     ev = dict(ch.summary())
+    ev["role"] = role_of(ev["expanded_mass"], ev["reshaped_mass"], ratio)
     Q, _ = backward_from_probs(mdp, ch.before.probs, corr.astype(float))
     useful = float((ch.before.sa * Q)[ch.attrited].sum())
     Q_after, _ = backward_from_probs(mdp, ch.after.probs, corr.astype(float))
@@ -335,6 +348,6 @@ def pipeline(policy: Policy, stages, *, eps: float = 1e-3, ks=DEFAULT_KS, base: 
     return PipelineReport(base, handoffs, float(eps), ks)
 
 
-# =========================================================================== forgetting (F10)
+# =========================================================================== forgetting (§3.3.4)
 
 

@@ -160,12 +160,15 @@ class SupportChange:
 
     @property
     def reshaped_mass(self) -> float:
-        """Mass moved inside the shared support C_ε: half the L1 change of d there (§3.3.3)."""
+        """Mass moved inside the shared support C_ε (Eq. 7): half the L1 change of d there.
+
+        The course's own measure of reshaping (§3.3.3 defines reshaping-dominance in words, as the
+        main effect being redistribution inside C_ε, without a number)."""
         return float(0.5 * np.abs(self.after.sa - self.before.sa)[self.shared].sum())
 
     @property
     def role(self) -> str:
-        """A short verdict from the masses: see :func:`toyenv.exact.role_of`."""
+        """The course's proxy verdict from the masses (:func:`role_of`, threshold :data:`ROLE_RATIO`)."""
         return role_of(self.expanded_mass, self.reshaped_mass)
 
     def counts(self) -> dict:
@@ -180,12 +183,30 @@ class SupportChange:
                 "role": self.role}
 
 
-def role_of(expanded_mass: float, reshaped_mass: float, ratio: float = 2.0, floor: float = 1e-3) -> str:
-    """Dominant role from two masses (survey Table 2 as numbers).
+ROLE_RATIO = 2.0
+"""The course's one threshold for a dominant role: a stage is called expansion-dominant when the
+occupancy mass on newly supported pairs is at least ``ROLE_RATIO`` times the mass moved inside the
+shared support C_ε, reshaping-dominant in the opposite case, and mixed in between. A choice of this
+course, not a number from the survey: Table 2 (§3.5) lists heuristic cues, not a decision rule.
+Used by :func:`role_of`, :func:`toyenv.diagnose`, notebook 09's rule and the figures."""
 
-    "expansion-dominant" when the mass on newly supported pairs is at least ``ratio`` times the
-    mass moved inside the shared support, "reshaping-dominant" in the opposite case, "mixed" in
-    between, and "no change" when both are below ``floor``.
+ROLE_FLOOR = 1e-3
+"""Below this mass on both sides a stage is reported as "no change"."""
+
+
+def role_of(expanded_mass: float, reshaped_mass: float, ratio: float = ROLE_RATIO,
+            floor: float = ROLE_FLOOR) -> str:
+    """Dominant role from two masses: the course's operational proxy for the cues of survey Table 2.
+
+    The survey's Table 2 (§3.5) gives heuristic cues for a dominant role and says it is not a
+    checklist or a decision rule; whether a stage is expansion- or reshaping-dominant is a judgement
+    in context. This function is the course's *proxy* for two of those cues (newly occupied regions,
+    Eq. 6, versus redistribution inside the shared support, Eq. 7): "expansion-dominant" when the
+    mass on newly supported pairs is at least ``ratio`` (:data:`ROLE_RATIO`) times the mass moved
+    inside the shared support, "reshaping-dominant" in the opposite case, "mixed" in between, and
+    "no change" when both are below ``floor``. "Reshaped mass" (half the L1 change of d inside C_ε)
+    is the course's own measure, not a quantity the survey defines. Attrition is never a role here:
+    it is a risk reported beside the role (:func:`toyenv.diagnose`).
     """
     if max(expanded_mass, reshaped_mass) < floor:
         return "no change"

@@ -272,7 +272,8 @@ def occupancy_explorer(policies_or_run, *, eps: float = 1e-3, before=None, promp
     d(s, a) from before to the selected step, ▲ expanded / ▼ attrited pairs) or the occupancy heatmap
     (:func:`toyenv.plots.plot_occupancy_heatmap`, E_ε outlined); the right panel counts the expanded
     (Eq. 6), shared (Eq. 7) and attrited (Eq. 8) pairs at the current ε. Under the figure: the role
-    verdict (survey Table 2 as numbers), the masses and the success change.
+    verdict (the course's proxy for survey Table 2's cues, :func:`toyenv.role_of`), the masses and the
+    success change.
 
     Args:
         policies_or_run: a Run (its snapshots), a list of policies or (label, policy) pairs, or a dict.

@@ -205,3 +205,80 @@ def check_implicit_reward(fn):
     return (f"{len(cases)} cases: a random policy, the closed-form optimum, ratios up to 1e5 after SFT, "
             "a policy against itself and a horizon-1 world")
 
+
+
+# ------------------------------------------------------------------------------- 04.3
+@functools.lru_cache(maxsize=1)
+def _dpo_pair():
+    """Notebook 04's DPO run: many-paths base -> 100 DPO steps on 64 sampled prompts' pairs."""
+    from toyenv.methods import dpo, preference_pairs
+    from toyenv.methods.fit import single_thread
+    mp = _world("many-paths")
+    mb = mp.base_policy()
+    with single_thread():
+        after = dpo(mb, preference_pairs(mb, 64, seed=0), beta=0.1, steps=100, seed=0).policy
+    return mb, after
+
+
+def shared_variant(before, after, eps, *, ge: bool = True) -> np.ndarray:
+    """Eq. 7, C_eps = E_eps(before) & E_eps(after), with ``>=`` (right) or ``>``."""
+    if ge:
+        return (before.sa >= eps) & (after.sa >= eps)
+    return (before.sa > eps) & (after.sa > eps)
+
+
+@exercise("04.3", notebook=NOTEBOOK, title="The shared support C_eps (Eq. 7)",
+          start="Return a boolean mask of shape occ_after.sa.shape: True where the pair is in the effective "
+                "support both before and after (occ_before.sa >= eps and occ_after.sa >= eps).")
+def check_shared_support(fn):
+    from toyenv.core.exact import occupancy, occupancy_from_probs
+    from toyenv.core.tree import TokenMDP
+    mb, m_after = _dpo_pair()
+    o_mb, o_ma = occupancy(mb), occupancy(m_after)
+    values = np.unique(o_mb.sa[o_mb.sa > 0])
+    tie = float(values[len(values) // 2])                  # some pairs sit exactly at eps
+    four = TokenMDP(("a", "b", "c", "d", "<eos>"), 4, 1, ("x",), verifier=lambda p, t: 0.0, name="one step")
+    f0 = occupancy_from_probs(four, np.array([[0.1, 0.25, 0.35, 0.3, 0.0]]))
+    f1 = occupancy_from_probs(four, np.array([[0.25, 0.3, 0.45, 0.0, 0.0]]))
+    tiny = _tiny_world()
+    t0 = occupancy_from_probs(tiny, np.array([[0.3, 0.7]]))
+    t1 = occupancy_from_probs(tiny, np.array([[0.9, 0.1]]))
+    cases = [
+        Case("a one-step world, d_before = (0.1, 0.25, 0.35, 0.3, 0) -> d_after = (0.25, 0.3, 0.45, 0, 0), "
+             "eps = 0.25: pairs at eps before and after", (f0, f1, 0.25)),
+        Case("many-paths: base -> after 100 DPO steps (notebook 04's run), eps = 1e-3", (o_mb, o_ma, 1e-3)),
+        Case(f"many-paths: the base policy before and after (nothing changes), eps = {tie:.6g}, exactly the "
+             "occupancy of some pairs", (o_mb, o_mb, tie)),
+        Case("many-paths: the DPO policy as 'before' and the base as 'after', eps = 1e-3", (o_ma, o_mb, 1e-3)),
+        Case("a one-prompt world with horizon 1: pi = (0.3, 0.7) -> (0.9, 0.1), eps = 0.5", (t0, t1, 0.5)),
+    ]
+    for case in cases:
+        before, after, eps = case.args
+        mdp = before.mdp
+        expected = shared_variant(before, after, eps)
+        got = case.call(fn)
+        e0, e1 = before.sa >= eps, after.sa >= eps
+        compare(got, expected, case=case, what="your shared support",
+                where=lambda idx, mdp=mdp, b=before, a=after: describe_pair(mdp, *idx)
+                + f" (d_before = {b.sa[idx]:.6g}, d_after = {a.sa[idx]:.6g})",
+                mistakes={
+                    "you returned the union E_eps(before) | E_eps(after); Eq. 7 is the intersection: pairs in "
+                    "BOTH supports": e0 | e1,
+                    "you returned E_eps(after), the whole support after training; C_eps also requires the pair "
+                    "to have been in E_eps(before)": e1,
+                    "you returned E_eps(before); C_eps also requires the pair to still be in E_eps(after)": e0,
+                    "you returned the expanded set (Eq. 6), in the support after but not before": e1 & ~e0,
+                    "you returned the attrited set (Eq. 8), in the support before but not after": e0 & ~e1,
+                    "a pair whose occupancy equals eps exactly is in the support (Eq. 5 uses >=): use "
+                    ">= eps, not >": shared_variant(before, after, eps, ge=False),
+                    "you thresholded pi(a|s) (occ.probs), the action availability alone; Eq. 7 uses the "
+                    "occupancy d(s, a) = occ.sa": (before.probs >= eps) & (after.probs >= eps),
+                    "you compared state occupancies d(s) (occ.s); Eq. 7 uses the state-action occupancy "
+                    "d(s, a) = occ.sa": np.broadcast_to(((before.s >= eps) & (after.s >= eps))[:, None],
+                                                        after.sa.shape),
+                    "you kept the pairs whose occupancy changed by less than eps; C_eps asks whether a pair "
+                    "is in both supports, not how much it moved": np.abs(after.sa - before.sa) < eps,
+                    "return the mask itself, not its size (the size is mask.sum())": int(expected.sum()),
+                })
+    return (f"{len(cases)} cases: a DPO run, pairs exactly at eps, swapped roles and a one-step world; "
+            "C_eps = E_eps(before) & E_eps(after)")
