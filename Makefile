@@ -60,3 +60,8 @@ notebooks: install
 
 clean:
 	rm -rf $(VENV)
+
+# the learner zip: package, notebooks/, answer-free tests, set-up files; no solutions/, no answers
+.PHONY: handout
+handout: install
+	$(PY) -m toyenv.build --handout $(or $(HANDOUT),course.zip)

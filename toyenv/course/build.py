@@ -5,6 +5,8 @@
     python -m toyenv.build --force          # overwrite edited notebooks, keeping NAME.ipynb.bak
     python -m toyenv.build --normalize-solutions   # tidy solutions/ in place, then build
     python -m toyenv.build --execute        # run solutions/, store NBVAL_CHECK_OUTPUT outputs, build
+    python -m toyenv.build --nbgrader DIR   # write an nbgrader course folder (DIR/source/<stem>/)
+    python -m toyenv.build --handout course.zip   # the learner zip: package + notebooks/, no answers
 
 The exercise scheme (nbgrader's markers, so instructors who prefer nbgrader can use it as is):
 
@@ -422,6 +424,241 @@ def _text_only(output):
     return output
 
 
+# --------------------------------------------------------------------------- nbgrader export
+
+NBGRADER_SCHEMA = 3
+NBGRADER_TIMEOUT_S = 300          # per cell; the slowest cells train policies for a few seconds
+_CHECK_CELL = re.compile(r'^\s*checks\.check\(\s*"(?P<id>\d+\.\d+)"\s*,\s*(?P<fn>[A-Za-z_]\w*)\s*\)\s*;?\s*$')
+
+
+def exercise_points(ex: str) -> int:
+    """Points of exercise ``ex`` in nbgrader: the registry's ``points`` if it has one, else 1."""
+    from .checks import EXERCISES
+    return int(EXERCISES.get(ex, {}).get("points", 1))
+
+
+def _grade_id(kind: str, ex: str) -> str:
+    return f"{kind}_{ex.replace('.', '_')}"          # e.g. answer_02_1, test_02_1
+
+
+def _test_cell_source(ex: str, fn: str) -> str:
+    # Checks print a line and return a CheckResult; they never raise. nbgrader needs a test cell
+    # that raises, so assert on the result and let the hint be the assertion message.
+    return (f"# Autograded test of exercise {ex} (from `checks.check(\"{ex}\", {fn})`): raises unless it passes\n"
+            "from toyenv.course import checks\n"
+            f"_result = checks.check(\"{ex}\", {fn})\n"
+            "assert _result.passed, _result.line()")
+
+
+def nbgrader_source(nb, stem: str, *, source_name: str = ""):
+    """The nbgrader source notebook for the solutions notebook ``nb`` (named ``stem``).
+
+    Every code cell with solution fences becomes an "Autograded answer" (solution, not graded,
+    ``grade_id`` answer_NN_k); every check cell ``checks.check("NN.k", fn)`` becomes an
+    "Autograded tests" cell (graded, locked, ``exercise_points`` points) that asserts the check
+    passed; a markdown cell with fences becomes a "Manually graded answer" worth 0 points. Other
+    cells are left as they are. Raises BuildError if a registered exercise of this notebook has no
+    check cell, or a check cell no exercise.
+    """
+    from .checks import EXERCISES
+    out = normalise(nb, stem)
+    where_nb = source_name or stem
+    answers, tests = [], {}
+    ordinal = 0
+    for i, cell in enumerate(out.cells):
+        where = f"{where_nb}, cell {i + 1} (id {cell.id})"
+        meta = None
+        if cell.cell_type == "code" and fences(cell.source, where=where):
+            ordinal += 1
+            answers.append((i, ordinal))
+        elif cell.cell_type == "code" and (m := _CHECK_CELL.match(cell.source)):
+            ex = m["id"]
+            if ex not in EXERCISES:
+                raise BuildError(f"{where}: checks.check(\"{ex}\", ...) names no registered exercise")
+            if ex in tests:
+                raise BuildError(f"{where}: a second check cell for exercise {ex}")
+            tests[ex] = i
+            cell.source = _test_cell_source(ex, m["fn"])
+            meta = {"grade": True, "solution": False, "locked": True,
+                    "points": exercise_points(ex), "grade_id": _grade_id("test", ex)}
+        elif cell.cell_type == "markdown" and fences(cell.source, where=where):
+            meta = {"grade": True, "solution": True, "locked": False, "points": 0,
+                    "grade_id": _grade_id("written", f"{stem[:2]}.{i + 1}")}
+        if meta is not None:
+            cell.metadata["nbgrader"] = {**meta, "schema_version": NBGRADER_SCHEMA}
+    for i, ordinal in answers:
+        # the exercise is the one whose check cell follows; else as the learner build names it
+        nxt = next((j for j in range(i + 1, len(out.cells)) if out.cells[j].cell_type == "code"), None)
+        ex = next((e for e, j in tests.items() if j == nxt), None) or _exercise_id(stem, out.cells, i, ordinal)
+        out.cells[i].metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False,
+                                             "grade_id": _grade_id("answer", ex),
+                                             "schema_version": NBGRADER_SCHEMA}
+    missing = sorted(e for e, v in EXERCISES.items() if v["notebook"] == stem and e not in tests)
+    if missing:
+        raise BuildError(f"{where_nb}: exercise(s) {', '.join(missing)} have no check cell "
+                         "`checks.check(\"NN.k\", fn)` on a line of its own, so nbgrader would not grade them")
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in out.cells if "nbgrader" in c.metadata]
+    if len(ids) != len(set(ids)):
+        raise BuildError(f"{where_nb}: two nbgrader cells share a grade_id ({sorted(ids)})")
+    return out
+
+
+NBGRADER_CONFIG = """\
+# nbgrader configuration of the toyenv course, written by `python -m toyenv.build --nbgrader`.
+# The build writes this file only when it is missing: edit it freely.
+c = get_config()  # noqa: F821
+
+c.CourseDirectory.course_id = "toyenv"
+c.CourseDirectory.source_directory = "source"     # source/<notebook>/<notebook>.ipynb
+c.CourseDirectory.db_assignments = {assignments!r}
+
+# autograde runs each submission top to bottom in a fresh kernel (a failing cell does not stop
+# it): a per-cell limit in seconds (nbgrader's default is 30), then the cell is interrupted.
+c.Execute.timeout = {timeout}
+c.Execute.interrupt_on_timeout = True
+"""
+
+
+def export_nbgrader(dest: pathlib.Path, root: pathlib.Path | None = None, *,
+                    solutions: pathlib.Path | None = None, only: str | None = None,
+                    log=print) -> list[pathlib.Path]:
+    """Write an nbgrader course folder: ``dest/source/<stem>/<stem>.ipynb`` for every solutions
+    notebook (or only the one whose stem is, or starts with, ``only``: "02" or "02_occupancy...")
+    and ``dest/nbgrader_config.py`` if missing. Returns the notebooks written."""
+    root = pathlib.Path(root) if root is not None else default_root()
+    src_dir = pathlib.Path(solutions) if solutions is not None else root / "solutions"
+    sources = sorted(src_dir.glob("*.ipynb")) if src_dir.is_dir() else []
+    if only:
+        sources = [s for s in sources if s.stem == only or s.stem.startswith(f"{only}_")]
+    if not sources:
+        raise BuildError(f"no solutions notebook {'matching ' + repr(only) + ' ' if only else ''}in {src_dir}")
+    dest = pathlib.Path(dest)
+    written = []
+    for src in sources:
+        nb = nbgrader_source(read(src), src.stem, source_name=str(src))
+        path = dest / "source" / src.stem / f"{src.stem}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, dumps(nb))
+        written.append(path)
+        log(f"wrote    {path}")
+    config = dest / "nbgrader_config.py"
+    if config.exists():
+        log(f"kept     {config} (exists; delete it to get the default)")
+    else:
+        names = [{"name": s.stem} for s in sorted(src_dir.glob("*.ipynb"))]
+        _write_atomic(config, NBGRADER_CONFIG.format(assignments=names, timeout=NBGRADER_TIMEOUT_S))
+        log(f"wrote    {config}")
+    return written
+
+
+# --------------------------------------------------------------------------- learner handout
+
+# What a learner needs besides the package and notebooks/: set-up files, when present.
+HANDOUT_FILES = ("pyproject.toml", "Makefile", "environment.yml", "README.md", ".gitignore",
+                 "postBuild", "apt.txt", "runtime.txt", "requirements.txt", "overrides.json",
+                 "jupyter_lab_config.py", "jupyter_server_config.py", "jupyter_notebook_config.py")
+HANDOUT_DIRS = ("binder", ".binder", ".jupyter")          # JupyterLab settings / Binder set-up
+# Instructor tooling: it builds and grades, a learner needs neither (and the build names the fences).
+HANDOUT_EXCLUDED = ("toyenv/build.py", "toyenv/grade.py", "toyenv/course/build.py",
+                    "toyenv/course/grade.py")
+# A test ships only if it holds no answer and needs nothing the handout leaves out.
+_TEST_WITHHELD = re.compile(r"RIGHT\s*=|### (BEGIN|END) SOLUTION|solutions|exercise_contract import|"
+                            r"import exercise_contract|toyenv\.(build|grade)|course\.(build|grade)|"
+                            r"course import [\w, ]*\b(build|grade)\b")
+_JUNK = re.compile(r"(^|/)(__pycache__|\.ipynb_checkpoints)(/|$)|\.pyc$|\.bak\d*$")
+INSTRUCTOR_SECTION = "## For instructors"
+LEARNER_NOTE = """## For instructors
+
+This is the learner handout: the instructor edition (`solutions/`), the course tooling that
+builds and grades it, and the tests that hold the exercises' answers stay in the course
+repository.
+"""
+
+
+def learner_readme(text: str) -> str:
+    """README.md without its "For instructors" section (replaced by a one-paragraph note)."""
+    lines = text.split("\n")
+    try:
+        start = next(i for i, l in enumerate(lines) if l.strip() == INSTRUCTOR_SECTION)
+    except StopIteration:
+        return text
+    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+    return "\n".join(lines[:start] + LEARNER_NOTE.split("\n") + lines[end:])
+
+
+def handout_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Archive name -> file for the learner handout of the course folder ``root``."""
+    root = pathlib.Path(root)
+    files = {}
+
+    def add(path: pathlib.Path):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not _JUNK.search(rel) and rel not in HANDOUT_EXCLUDED:
+            files[rel] = path
+
+    for name in HANDOUT_FILES:
+        add(root / name)
+    for d in HANDOUT_DIRS + ("toyenv",):
+        for path in sorted((root / d).rglob("*")) if (root / d).is_dir() else []:
+            add(path)
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        add(path)
+    for path in sorted((root / "tests").rglob("*.py")):
+        if not _TEST_WITHHELD.search(path.read_text(encoding="utf-8")):
+            add(path)
+    return files
+
+
+def answer_leaks(name: str, text: str) -> list[str]:
+    """Why the file ``name`` (its text) must not be handed out: a solution fence or a RIGHT table."""
+    found = []
+    for needle in (BEGIN, END):
+        if needle in text:
+            found.append(f"{name} contains '{needle}'")
+    if re.search(r"\bRIGHT\s*=", text):
+        found.append(f"{name} contains a RIGHT table ('RIGHT =')")
+    return found
+
+
+def make_handout(zip_path: pathlib.Path, root: pathlib.Path | None = None, *, log=print) -> list[str]:
+    """Write the learner zip (every file under the folder ``<zip stem>/``): the package without the
+    instructor tooling, notebooks/, the answer-free tests and the set-up files, README without its
+    instructor section. Refuses (BuildError) if notebooks/ is stale or any file would carry a
+    solution fence or a RIGHT table. Returns the archive names."""
+    import zipfile
+
+    root = pathlib.Path(root) if root is not None else default_root()
+    report = build(root, check=True, log=lambda *a: None)
+    if report.stale:
+        raise BuildError("notebooks/ is out of date (" + "; ".join(f"{p.name}: {w}" for p, w in report.stale)
+                         + "): run `make notebooks` before making the handout")
+    files = handout_files(root)
+    if not any(n.startswith("notebooks/") for n in files):
+        raise BuildError(f"{root}/notebooks has no notebooks: run `make notebooks` first")
+    top = pathlib.Path(zip_path).stem
+    contents = {}
+    for name, path in files.items():
+        data = path.read_bytes()
+        if name == "README.md":
+            data = learner_readme(data.decode("utf-8")).encode("utf-8")
+        problems = answer_leaks(name, data.decode("utf-8", errors="replace"))
+        if problems:
+            raise BuildError("; ".join(problems) + ": not written into the handout")
+        contents[name] = (data, path.stat().st_mode)
+    zip_path = pathlib.Path(zip_path)
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = zip_path.with_name(f".{zip_path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, (data, mode) in sorted(contents.items()):
+            info = zipfile.ZipInfo(f"{top}/{name}", date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = (mode & 0o777 | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    os.replace(tmp, zip_path)
+    log(f"wrote    {zip_path} ({len(contents)} files under {top}/; unzip, then `make lab`)")
+    return [f"{top}/{n}" for n in sorted(contents)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m toyenv.build",
                                  description="Write the learner edition notebooks/ from solutions/.")
@@ -433,12 +670,31 @@ def main(argv=None) -> int:
                     help="first rewrite solutions/ in normal form (outputs, counts, kernelspec)")
     ap.add_argument("--execute", action="store_true",
                     help="first run solutions/ and store the NBVAL_CHECK_OUTPUT outputs")
+    ap.add_argument("--nbgrader", type=pathlib.Path, default=None, metavar="DIR",
+                    help="write an nbgrader course folder DIR (source/<stem>/<stem>.ipynb, "
+                         "nbgrader_config.py) instead of building notebooks/")
+    ap.add_argument("--only", default=None, metavar="STEM",
+                    help="with --nbgrader: export only this notebook (its stem, or its number: 02)")
+    ap.add_argument("--handout", type=pathlib.Path, default=None, metavar="ZIP",
+                    help="write the learner zip (package, notebooks/, set-up files; no answers)")
     ap.add_argument("--root", type=pathlib.Path, default=None, help="course folder (default: this checkout)")
     ap.add_argument("--solutions", type=pathlib.Path, default=None, help="default ROOT/solutions")
     ap.add_argument("--notebooks", type=pathlib.Path, default=None, help="default ROOT/notebooks")
     args = ap.parse_args(argv)
     root = args.root or default_root()
     src_dir = args.solutions or root / "solutions"
+    if args.only and not args.nbgrader:
+        ap.error("--only goes with --nbgrader")
+    if args.nbgrader or args.handout:
+        try:
+            if args.nbgrader:
+                export_nbgrader(args.nbgrader, root, solutions=src_dir, only=args.only)
+            if args.handout:
+                make_handout(args.handout, root)
+        except BuildError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     try:
         if args.execute and not args.check:
             execute_solutions(src_dir)
