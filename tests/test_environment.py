@@ -62,3 +62,12 @@ def test_nothing_cites_a_document_the_learner_does_not_have():
             for i, line in enumerate(p.read_text(errors="replace").splitlines()) if pattern.search(line)
             and p.name != "test_environment.py"]
     assert not hits, "cite the survey section or the paper instead:\n" + "\n".join(hits)
+
+
+def test_every_layer_is_installed_not_only_in_editable_mode():
+    """A plain `pip install .` ships every subpackage (core, methods, analysis, viz, course)."""
+    import setuptools
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set(setuptools.find_packages(str(ROOT), **conf["packages"]["find"]))
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "toyenv").rglob("__init__.py")}
+    assert on_disk <= found, f"not installed: {sorted(on_disk - found)}"
