@@ -341,3 +341,15 @@ def test_default_root_is_the_checkout_from_anywhere(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert (build.default_root() / "solutions").is_dir()
     assert build.default_root() == pathlib.Path(build.__file__).resolve().parents[2]
+
+
+def test_every_stub_names_the_exercise_its_check_cell_checks():
+    """The learner stub's message names the exercise of the check call below it, not one the prose
+    above happens to mention (10.2's stub once said "exercise 02.1")."""
+    import re
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        stubs = [m for c in nb.cells for m in re.findall(r'NotImplementedError\("exercise ([0-9.]+)', c.source)]
+        calls = [m for c in nb.cells if c.cell_type == "code"
+                 for m in re.findall(r'^checks\.check\("([0-9.]+)"', c.source, re.M)]
+        assert stubs == calls, path.name

@@ -120,9 +120,23 @@ def _strip_fences(source: str, stub, where: str) -> str:
     return "\n".join(lines)
 
 
+_CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](\d\d\.\d+)["']""")
+
+
 def _exercise_id(stem: str, cells, index: int, ordinal: int) -> str:
-    """The id of the exercise fenced in cells[index]: named in the cell ("exercise 02.1"), else
-    in the markdown cells just above it, else '<notebook number>.<ordinal>'."""
+    """The id of the exercise fenced in cells[index]: the id of the first check call
+    (``checks.check("02.1", fn)``) after it and before the next fenced cell, else named in the cell
+    ("exercise 02.1"), else in the markdown cells just above it, else '<notebook number>.<ordinal>'.
+    The check call comes first because prose above an exercise may mention other exercises."""
+    for cell in cells[index + 1:]:
+        if cell.get("cell_type") != "code":
+            continue
+        src = _cell_source(cell)
+        if BEGIN in src:
+            break
+        found = _CHECK_CALL.findall(src)
+        if found:
+            return found[0]
     found = _EXERCISE_ID.findall(_cell_source(cells[index]))
     if found:
         return found[0]
