@@ -17,6 +17,7 @@ def _short_runs(pi, mdp):
     return {
         "sft": lambda: toyenv.sft(pi, demos, steps=3, seed=0),
         "dpo": lambda: toyenv.dpo(pi, steps=3, seed=0, n_prompts=16),
+        "dpo/online": lambda: toyenv.methods.online_dpo(pi, refresh=2, steps=3, seed=0, n_prompts=16),
         "rft": lambda: toyenv.rejection_sampling(pi, n_samples=64, steps=3, seed=0),
         "self-improve": lambda: toyenv.self_improve(pi, rounds=2, n_samples=32, steps_per_round=2, seed=0),
         "rl/grpo": lambda: toyenv.rl(pi, steps=3, seed=0),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .data import demonstrations, preference_pairs, token_targets
 from .distill import distill, state_map, teacher_view
-from .dpo import dpo
+from .dpo import dpo, online_dpo
 from .fit import base_transformer, fit
 from .loop import Run, train
 from .rl import interleaved, kl_optimum, rl
@@ -29,6 +29,9 @@ METHODS = {
                 paper="supervised fine-tuning / behaviour cloning (InstructGPT, Ouyang et al. 2022)"),
     "dpo": dict(function=dpo, provenance="off-policy", interface="preferences", survey="§4.2",
                 paper="Direct Preference Optimization (Rafailov et al. 2023)"),
+    "dpo/online": dict(function=online_dpo, provenance="on-policy-like (pairs refreshed from the current learner)",
+                       interface="preferences", survey="§4.2, §6.5.5 (Table 7)",
+                       paper="online / iterative DPO (Guo et al. 2024, online AI feedback; Xiong et al. 2024)"),
     "rft": dict(function=rejection_sampling, provenance="off-policy (self-generated, filtered once)", interface="verifier filter",
                 survey="§4.3", paper="rejection-sampling fine-tuning (Yuan et al. 2023)"),
     "self-improve": dict(function=self_improve, provenance="on-policy rounds (iterated offline)", interface="verifier filter",
