@@ -30,12 +30,13 @@ from .core.exact import (Occupancy, SupportChange, distinct_correct, effective_s
                          success_value, support_change, support_sets, trajectory_probs, trajectory_support)
 from .core import estimate  # noqa: F401  sampled estimators and their exact twins (notebook 10)
 from .methods import (METHODS, RewardModel, Run, base_transformer, bon_kl_bound, bon_policy, bon_probs,
-                      demonstrations, distill, dpo, fit, interleaved, kl_optimum, preference_pairs,
+                      demonstrations, distill, dpo, fit, interleaved, kl_optimum, online_dpo, preference_pairs,
                       rejection_sampling, reward_model, rl, rlhf, self_improve, sft, state_map,
                       teacher_view, train)
 from .analysis.pipeline import Diagnosis, PipelineReport, diagnose, pipeline
 from .analysis.forgetting import at_matched_gain, family_demos, family_success, family_task, forgetting, forgetting_curve
 from .analysis.experiments import after_slip, compare_provenance, mode_scan, overoptimization
+from .analysis.borderline import borderline_cases
 from .viz import plots, widgets  # noqa: F401  `from toyenv import plots, widgets`
 from .viz.plots import (plot_handoff, plot_history, plot_kl_reward, plot_occupancy_heatmap, plot_pass_at_k,
                         plot_support_vs_eps, plot_tree)
@@ -43,7 +44,7 @@ from .viz.plots import (plot_handoff, plot_history, plot_kl_reward, plot_occupan
 __all__ = [
     "plot_tree", "plot_occupancy_heatmap", "plot_support_vs_eps", "plot_pass_at_k", "plot_history",
     "plot_kl_reward", "plot_handoff",
-    "Run", "train", "METHODS", "demonstrations", "sft", "dpo", "preference_pairs", "rejection_sampling",
+    "Run", "train", "METHODS", "demonstrations", "sft", "dpo", "online_dpo", "borderline_cases", "preference_pairs", "rejection_sampling",
     "self_improve", "rl", "interleaved", "kl_optimum",
     "distill", "state_map", "teacher_view", "mode_scan", "after_slip", "compare_provenance", "fit",
     "base_transformer", "RewardModel", "reward_model", "rlhf", "overoptimization", "bon_probs",
