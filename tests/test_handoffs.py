@@ -165,6 +165,7 @@ def test_calibration_weak_sft_starves_rl_narrow_sft_costs_diversity(calib):
 def test_stage_mismatch_data_where_the_learner_never_goes(mismatch):
     mm, ok = mismatch.rows["mismatched"], mismatch.rows["matched"]
     assert mm["data_off_learner"] == 1.0 and ok["data_off_learner"] == 0.0
+    assert mm["learner_off_data"] == pytest.approx(1.0, abs=1e-12) and 0.0 < ok["learner_off_data"] < 0.1    # slips stay uncovered
     assert mm["bare_success"][1] == mm["bare_success"][0] and mm["kl_to_start"] == 0.0
     assert mm["hinted_success"][1] > mm["hinted_success"][0] + 0.2
     assert ok["bare_success"][0] < 0.05 and ok["bare_success"][1] > 0.9
