@@ -9,6 +9,8 @@ code that really produces it.
 import numpy as np
 import pytest
 
+import toyenv
+from toyenv.core.passes import trajectory_probs_from
 from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
 from toyenv.course.checks import Case, CheckResult, Failed, compare, exercise
@@ -60,8 +62,27 @@ RIGHT = {"00.1": count_states, "01.1": sequence_probability, "01.2": success_fro
          "02.1": occupancy_from_trajectories, "02.2": effective_support}
 
 
+# ------------------------------------------------------------------------------ delegating answers
+def _policy(mdp, traj):
+    from toyenv.methods.rlhf import policy_from_trajectory_probs
+    return policy_from_trajectory_probs(mdp, traj)
+
+
+def delegate_sequence_probability(mdp, probs, prompt_index, tokens):
+    s, a = mdp.encode([(prompt_index, tuple(tokens))])
+    return trajectory_probs_from(mdp, probs)[s[0], a[0]]
+
+
+DELEGATE = {"00.1": lambda P, V, T: toyenv.tree_size(P, V, T),
+            "01.1": delegate_sequence_probability,
+            "01.2": lambda mdp, traj: toyenv.success_prob(_policy(mdp, traj)),
+            "02.1": lambda mdp, traj: toyenv.occupancy(_policy(mdp, traj)).sa,
+            "02.2": toyenv.effective_support}                    # the package function itself, passed in
+
+
 class TestEveryCheck(ExerciseContract):
     RIGHT = RIGHT
+    DELEGATE = DELEGATE
 
 
 # ------------------------------------------------------------------------------ every check

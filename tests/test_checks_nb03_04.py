@@ -17,6 +17,7 @@ from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
 from toyenv.course.checks.nb03 import _demo_cases, token_targets_variant
 from toyenv.methods import token_targets
+from toyenv.methods.losses import dpo_loss
 
 
 def failed_with(id, fn, hint):
@@ -59,8 +60,20 @@ def implicit_reward(mdp, traj_probs, ref_traj_probs, beta):
 RIGHT = {"03.1": sft_token_targets, "03.2": expanded_set, "04.1": dpo_loss_fn, "04.2": implicit_reward}
 
 
+def delegate_implicit_reward(mdp, traj_probs, ref_traj_probs, beta):
+    from toyenv.course.checks.nb04 import implicit_variant
+    return implicit_variant(mdp, traj_probs, ref_traj_probs, beta)
+
+
+DELEGATE = {"03.1": lambda mdp, demos: token_targets(mdp, *mdp.encode(demos)),
+            "03.2": lambda before, after, eps: toyenv.support_change(before, after, eps).expanded,
+            "04.1": lambda lw, ll, rw, rl, beta: dpo_loss(lw, ll, rw, rl, beta=beta)[0],
+            "04.2": delegate_implicit_reward}
+
+
 class TestEveryCheck(ExerciseContract):
     RIGHT = RIGHT
+    DELEGATE = DELEGATE
 
 
 def test_registered_for_the_right_notebooks():

@@ -174,9 +174,16 @@ def _evidence_hint(letter: str, said: str, truth: str, dg) -> str:
 
 
 @exercise("09.1", notebook=NB, title="Diagnose the mystery runs",
-          start="Return a dict {letter: label} for the runs A-G, each label one of 'expansion', "
-                "'reshaping', 'attrition', 'consolidation': read run.diagnose() (the evidence dict) and "
-                "apply the notebook's decision rule.")
+          hints=("Every run's run.diagnose() holds the evidence. Take the runs one by one and ask the "
+                 "notebook's questions in order: did it learn from a teacher and keep that behaviour, did "
+                 "some prompt lose, and where did the moved occupancy go?",
+                 "A run is 'consolidation' if it had a teacher and its evidence's retention is at least 0.9; "
+                 "otherwise 'attrition' if its attrition risk is 'high'; otherwise 'expansion' if its "
+                 "expanded mass exceeds its reshaped mass, else 'reshaping'. Return a dict from every letter "
+                 "A-G to its label."),
+          reread="notebook 09's sections on Table 2 as numbers (toyenv.diagnose) and the seven mystery runs",
+          forbid=("toyenv.course.checks.nb09.dominant_role", "toyenv.course.checks.nb09._answers"),
+          own="read each run's evidence and decide its label yourself")
 def check_mystery_labels(fn):
     case = Case("the seven mystery runs")
     got = case.call(fn)
@@ -294,9 +301,16 @@ def _rule_cases() -> tuple:
 
 
 @exercise("09.2", notebook=NB, title="Table 2 as a decision rule",
-          start="Return 'consolidation' if dg.evidence.get('retention', 0) >= 0.9, else 'attrition' if "
-                "dg.attrition_risk == 'high', else 'no change' if dg.role == 'no change', else 'expansion' "
-                "if the expanded mass exceeds the reshaped mass, else 'reshaping'.")
+          hints=("Table 2 as code is a list of questions asked in order; the first that applies decides. "
+                 "Which question has to come before the masses, and why does a teacher's retention come "
+                 "first of all?",
+                 "Answer 'consolidation' when the evidence has a retention of at least 0.9; otherwise "
+                 "'attrition' when the attrition risk is 'high'; otherwise 'no change' when the role is 'no "
+                 "change'; otherwise 'expansion' if the expanded mass exceeds the reshaped mass, else "
+                 "'reshaping'."),
+          reread="notebook 09's section on Table 2 as numbers, and your labels of exercise 09.1",
+          forbid=("toyenv.course.checks.nb09.dominant_role",),
+          own="write the rule yourself")
 def check_dominant_role(fn):
     cases = _rule_cases()
     truth = [dominant_role(dg) for _, dg in cases]
