@@ -234,6 +234,7 @@ class _Rules:
 
 _RULES: dict[str, _Rules] = {}
 _ACTIVE: list[_Rules] = []          # the exercises whose checks are running, innermost last
+_GUARDS: list = []                  # the learner calls in progress (_SwitchedOff), innermost last
 _STUB_OF: dict[int, object] = {}    # id(installed stub) -> the original it stands for
 
 
@@ -268,7 +269,8 @@ class _SwitchedOff:
     support_change`` made before the check). A stub records the call and raises :class:`Delegated`;
     on exit every replaced entry that still holds its stub gets back what it held before (so checks
     can nest: an inner check restores the outer one's stubs), and a recorded call fails the case
-    even if the learner's function caught the exception.
+    even if the learner's function caught the exception. While a check nested inside the learner's
+    function runs its own code, the outer stubs are ``suspended`` and call the original.
     """
 
     def __init__(self, rules: _Rules, fn: Callable):
@@ -283,12 +285,15 @@ class _SwitchedOff:
             self.targets.setdefault(id(obj), (obj, name))
         self.called: list = []
         self.undo: list = []
+        self.suspended = False
 
     def _stub(self, original, name):
-        rules, called = self.rules, self.called
+        rules, called, guard = self.rules, self.called, self
 
         @functools.wraps(original)
         def switched_off(*args, **kwargs):
+            if guard.suspended:                 # a check running inside the learner's function
+                return original(*args, **kwargs)
             caller = sys._getframe(1)
             module = caller.f_globals.get("__name__", "")
             if module.startswith("toyenv.") and not module.startswith("toyenv.course."):
@@ -310,6 +315,7 @@ class _SwitchedOff:
         self.stubs = {k: (orig, self._stub(orig, name)) for k, (orig, name) in self.targets.items()}
         for orig, stub in self.stubs.values():
             _STUB_OF[id(stub)] = orig
+        _GUARDS.append(self)
         try:
             self._patch_modules()
             self._patch_function(self.fn)
@@ -395,6 +401,8 @@ class _SwitchedOff:
             self.undo.pop()()
         for _, stub in getattr(self, "stubs", {}).values():
             _STUB_OF.pop(id(stub), None)
+        if self in _GUARDS:
+            _GUARDS.remove(self)
 
 
 # ------------------------------------------------------------------------------- comparing
@@ -550,6 +558,9 @@ def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, 
                                   f"not {type(fn).__name__} (a result of calling it)")
             else:
                 _ACTIVE.append(rules)
+                outer = [g for g in _GUARDS if not g.suspended]     # a check inside a learner's function:
+                for g in outer:                                     # its own code may use anything
+                    g.suspended = True
                 try:
                     res = CheckResult(id, "passed", body(fn))
                 except NotAttempted:
@@ -564,6 +575,8 @@ def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, 
                                       f"{type(e).__name__}: {_short(e)}")
                 finally:
                     _ACTIVE.remove(rules)
+                    for g in outer:
+                        g.suspended = False
             report_verdict(res.id, res.status, res.message)     # to toyenv.grade, if it runs us
             if not quiet:
                 print(res.line(), flush=True)
