@@ -6,9 +6,13 @@ package's arrays), not with the check's own variant machinery, so a hint is test
 code that really produces it.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
+import toyenv
+from toyenv.core.passes import trajectory_probs_from
 from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
 from toyenv.course.checks import Case, CheckResult, Failed, compare, exercise
@@ -60,8 +64,27 @@ RIGHT = {"00.1": count_states, "01.1": sequence_probability, "01.2": success_fro
          "02.1": occupancy_from_trajectories, "02.2": effective_support}
 
 
+# ------------------------------------------------------------------------------ delegating answers
+def _policy(mdp, traj):
+    from toyenv.methods.rlhf import policy_from_trajectory_probs
+    return policy_from_trajectory_probs(mdp, traj)
+
+
+def delegate_sequence_probability(mdp, probs, prompt_index, tokens):
+    s, a = mdp.encode([(prompt_index, tuple(tokens))])
+    return trajectory_probs_from(mdp, probs)[s[0], a[0]]
+
+
+DELEGATE = {"00.1": lambda P, V, T: toyenv.tree_size(P, V, T),
+            "01.1": delegate_sequence_probability,
+            "01.2": lambda mdp, traj: toyenv.success_prob(_policy(mdp, traj)),
+            "02.1": lambda mdp, traj: toyenv.occupancy(_policy(mdp, traj)).sa,
+            "02.2": toyenv.effective_support}                    # the package function itself, passed in
+
+
 class TestEveryCheck(ExerciseContract):
     RIGHT = RIGHT
+    DELEGATE = DELEGATE
 
 
 # ------------------------------------------------------------------------------ every check
@@ -252,6 +275,12 @@ def test_bad_registration_is_refused():
         exercise("03.1", notebook="02_x", title="t", start="s")
 
 
+def _unregister(id):
+    checks.EXERCISES.pop(id)
+    checks.framework._CHECKS.pop(id)
+    checks.framework._RULES.pop(id)
+
+
 def test_a_new_check_in_the_same_style(capsys):
     """What another notebook's author writes: a body with cases, compare and mistakes."""
     @exercise("98.1", notebook="98_scratch", title="double", start="return 2 * x")
@@ -269,8 +298,7 @@ def test_a_new_check_in_the_same_style(capsys):
         lines = capsys.readouterr().out.splitlines()
         assert len(lines) == 3 and all(checks.parse_line(x) for x in lines)
     finally:
-        checks.EXERCISES.pop("98.1")
-        checks.framework._CHECKS.pop("98.1")
+        _unregister("98.1")
 
 
 def test_a_bug_in_a_check_is_still_one_line(capsys):
@@ -282,8 +310,7 @@ def test_a_bug_in_a_check_is_still_one_line(capsys):
         assert res.status == "failed" and "ZeroDivisionError" in res.message
         assert len(capsys.readouterr().out.splitlines()) == 1
     finally:
-        checks.EXERCISES.pop("98.2")
-        checks.framework._CHECKS.pop("98.2")
+        _unregister("98.2")
 
 
 def test_endless_loop_is_stopped_with_a_hint():
@@ -307,3 +334,179 @@ def test_compare_failure_messages():
 
 def test_result_does_not_display_twice():
     assert CheckResult("00.1", "passed", "ok")._ipython_display_() is None
+
+
+# ------------------------------------------------------------------------------ hints on demand
+def test_a_failed_attempt_still_names_its_mistake_and_not_the_hints():
+    res = run("03.2", lambda before, after, eps: (before.sa >= eps) & (after.sa < eps))
+    assert res.status == "failed" and res.message.startswith("you returned the attrited set (Eq. 8)")
+    assert "checks.hint" not in res.message
+
+
+def test_an_exercise_registered_the_old_way_still_gets_two_hint_steps():
+    @exercise("98.5", notebook="98_scratch", title="double", start="return 2 * x")
+    def _(fn):
+        return Case("x = 1", (1,)).call(fn) and "ok"
+    try:
+        res = checks.check("98.5", stub, quiet=True)
+        assert res.status == "not attempted" and "2 * x" not in res.message
+        assert checks.hint("98.5", quiet=True).step == 1
+        assert checks.hint("98.5", quiet=True).text == "return 2 * x"          # the method, on the 2nd ask
+        assert "no more hints" in checks.hint("98.5", quiet=True).line()
+        with pytest.raises(ValueError, match="hint steps 1..2"):
+            checks.hint("98.5", step=3)
+    finally:
+        _unregister("98.5")
+        checks.framework._HINTS_SEEN.pop("98.5", None)
+    with pytest.raises(KeyError, match="no exercise"):
+        checks.hint("98.5")
+
+
+# ------------------------------------------------------------------------------ own work only
+@pytest.fixture
+def own_work_exercise():
+    """98.3: count states, with toyenv.tree_size switched off; its reference uses tree_size before and
+    after the learner's call (a check's own answers keep working)."""
+    @exercise("98.3", notebook="98_scratch", title="count", hints=("think", "the method, in words"),
+              forbid=("toyenv.tree_size", "toyenv.core.tree.tree_size"), own="count the prefixes yourself")
+    def _(fn):
+        case = Case("P = 2, V = 3, T = 3", (2, 3, 3))
+        before = toyenv.tree_size(2, 3, 3)
+        got = case.call(fn, timeout=1.0)
+        compare(got, before, case=case)
+        compare(got, toyenv.tree_size(2, 3, 3), case=case)
+        return "ok"
+    yield "98.3"
+    _unregister("98.3")
+
+
+ORIGINAL_TREE_SIZE = toyenv.tree_size
+
+
+def _all_restored():
+    from toyenv.core import tree
+    assert toyenv.tree_size is ORIGINAL_TREE_SIZE and tree.tree_size is ORIGINAL_TREE_SIZE
+    assert not checks.framework._STUB_OF and not checks.framework._ACTIVE and not checks.framework._GUARDS
+
+
+DELEGATED = ("98.3 asks for your own code: your function called toyenv.tree_size, which this exercise is "
+             "about; count the prefixes yourself instead")
+
+
+def test_every_alias_is_switched_off_and_restored(own_work_exercise):
+    from toyenv.core import tree
+    import toyenv.core.tree as tree_module
+    for fn in (lambda P, V, T: toyenv.tree_size(P, V, T),            # the public name
+               lambda P, V, T: tree.tree_size(P, V, T),              # the defining module
+               lambda P, V, T: tree_module.tree_size(P, V, T),
+               toyenv.tree_size,                                     # the function itself, passed in
+               functools.partial(toyenv.tree_size, 2)):
+        res = run("98.3", fn)
+        assert (res.status, res.message) == ("failed", DELEGATED)
+        _all_restored()
+    assert run("98.3", count_states).passed
+
+
+def test_names_the_learner_imported_before_the_check_are_switched_off_too(own_work_exercise):
+    ns = {}
+    exec("from toyenv import tree_size\n"                                  # noqa: S102 - a notebook's namespace
+         "ts = tree_size\n"
+         "def delegating(P, V, T):\n"
+         "    return ts(P, V, T)\n", ns)
+    res = run("98.3", ns["delegating"])
+    assert (res.status, res.message) == ("failed", DELEGATED)
+    assert ns["tree_size"] is ns["ts"] is ORIGINAL_TREE_SIZE                  # the namespace is given back
+    _all_restored()
+
+    def closure():
+        f = toyenv.tree_size
+        return lambda P, V, T: f(P, V, T)
+
+    def default(P, V, T, f=toyenv.tree_size):
+        return f(P, V, T)
+
+    def kwdefault(P, V, T, *, f=toyenv.tree_size):
+        return f(P, V, T)
+
+    for fn in (closure(), default, kwdefault):
+        assert run("98.3", fn).message == DELEGATED
+    assert default.__defaults__ == (ORIGINAL_TREE_SIZE,) and kwdefault.__kwdefaults__ == {"f": ORIGINAL_TREE_SIZE}
+    assert closure().__closure__[0].cell_contents is ORIGINAL_TREE_SIZE
+    _all_restored()
+
+
+def test_a_caught_stub_error_still_fails_and_errors_and_timeouts_restore(own_work_exercise):
+    def swallows(P, V, T):
+        try:
+            return toyenv.tree_size(P, V, T)
+        except Exception:
+            return count_states(P, V, T)
+
+    def raises_after(P, V, T):
+        toyenv.tree_size(P, V, T)
+
+    def loops_after(P, V, T):
+        try:
+            toyenv.tree_size(P, V, T)
+        except Exception:
+            pass
+        while True:
+            pass
+
+    def loops(P, V, T):
+        while True:
+            pass
+
+    for fn in (swallows, raises_after, loops_after):
+        assert run("98.3", fn).message == DELEGATED
+        _all_restored()
+    res = run("98.3", loops)
+    assert res.status == "failed" and "loop that never ends" in res.message
+    _all_restored()
+    assert run("98.3", lambda P, V, T: {}["x"]).message.startswith("your function raised KeyError")
+    _all_restored()
+    assert issubclass(checks.Delegated, checks.Failed)
+
+
+def test_checks_can_nest(own_work_exercise):
+    """A learner's function that runs a check itself (or the same check again) leaves everything
+    switched back on afterwards, and each level judges its own function."""
+    inner = []
+
+    def outer_own(P, V, T):
+        inner.append(checks.check("98.3", count_states, quiet=True).status)
+        inner.append(checks.check("98.3", lambda *a: toyenv.tree_size(*a), quiet=True).status)
+        inner.append(checks.check("02.2", lambda occ, eps: occ.sa >= eps, quiet=True).status)
+        return count_states(P, V, T)
+
+    assert run("98.3", outer_own).passed and inner == ["passed", "failed", "passed"]
+    _all_restored()
+
+    def outer_delegating(P, V, T):
+        checks.check("98.3", count_states, quiet=True)
+        return toyenv.tree_size(P, V, T)
+
+    assert run("98.3", outer_delegating).message == DELEGATED
+    _all_restored()
+
+
+def test_a_package_function_that_uses_a_switched_off_one_is_named():
+    def via_policy(mdp, probs, x, tokens):                # Policy.log_prob sums log-probs for you
+        lp = toyenv.TabularPolicy.from_probs(mdp, probs).log_prob([(x, tuple(tokens))])
+        return float(np.exp(lp[0].item()))
+    res = run("01.1", via_policy)
+    assert res.status == "failed"
+    assert ("your function called toyenv.core.policies.sequence_log_prob (through "
+            "toyenv.core.policies.log_prob)") in res.message
+
+
+def test_outside_a_check_nothing_is_switched_off():
+    assert Case("x", (2, 3, 3)).call(lambda *a: toyenv.tree_size(*a)) == 14
+    assert toyenv.tree_size is ORIGINAL_TREE_SIZE
+
+
+def test_every_forbidden_name_exists_and_is_a_function():
+    import types
+    for id in checks.EXERCISES:
+        for name in checks.forbidden(id):
+            assert isinstance(checks.framework._resolve(name), types.FunctionType), (id, name)

@@ -17,6 +17,7 @@ from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
 from toyenv.course.checks.nb03 import _demo_cases, token_targets_variant
 from toyenv.methods import token_targets
+from toyenv.methods.losses import dpo_loss
 
 
 def failed_with(id, fn, hint):
@@ -64,8 +65,21 @@ RIGHT = {"03.1": sft_token_targets, "03.2": expanded_set, "04.1": dpo_loss_fn, "
          "04.3": shared_support}
 
 
+def delegate_implicit_reward(mdp, traj_probs, ref_traj_probs, beta):
+    from toyenv.course.checks.nb04 import implicit_variant
+    return implicit_variant(mdp, traj_probs, ref_traj_probs, beta)
+
+
+DELEGATE = {"03.1": lambda mdp, demos: token_targets(mdp, *mdp.encode(demos)),
+            "03.2": lambda before, after, eps: toyenv.support_change(before, after, eps).expanded,
+            "04.1": lambda lw, ll, rw, rl, beta: dpo_loss(lw, ll, rw, rl, beta=beta)[0],
+            "04.2": delegate_implicit_reward,
+            "04.3": lambda b, a, e: toyenv.support_sets(b.sa, a.sa, e)["shared"]}
+
+
 class TestEveryCheck(ExerciseContract):
     RIGHT = RIGHT
+    DELEGATE = DELEGATE
 
 
 def test_registered_for_the_right_notebooks():
@@ -291,7 +305,10 @@ def test_shared_support_hints(wrong, hint):
     assert res.status == "failed" and hint in res.message, res.message
 
 
-def test_shared_support_package_version_passes():
+def test_shared_support_package_version_is_not_an_answer():
     import toyenv
-    assert run("04.3", lambda b, a, e: toyenv.support_sets(b.sa, a.sa, e)["shared"]).passed
-    assert run("04.3", lambda b, a, e: toyenv.effective_support(b, e) & toyenv.effective_support(a, e)).passed
+    # calling the package's own sets is not an answer: the check switches them off (own work only)
+    for delegate in (lambda b, a, e: toyenv.support_sets(b.sa, a.sa, e)["shared"],
+                     lambda b, a, e: toyenv.effective_support(b, e) & toyenv.effective_support(a, e)):
+        res = run("04.3", delegate)
+        assert not res.passed and "asks for your own code" in res.message

@@ -9,7 +9,10 @@ checks' variant functions, so each hint is tested against code that really produ
 import numpy as np
 import pytest
 
+import toyenv
 from toyenv.course import checks
+from toyenv.course.checks import nb05, nb06
+from toyenv.methods.losses import group_advantages
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
 
 STEMS = {"05": "05_onpolicy_rl_reshaping", "06": "06_guided_rl_and_hybrids"}
@@ -45,6 +48,11 @@ def pass_at_k_from_success(success, weights, ks):
     return np.array([np.sum(weights * (1 - (1 - success) ** k)) for k in ks])
 
 
+def _package_pass_at_k(success, weights, ks):
+    from toyenv.core.exact import pass_at_k_from_success
+    return pass_at_k_from_success(success, weights, ks)
+
+
 def process_advantages(mdp, V, prompt_index, tokens):
     out = []
     for t in range(len(tokens)):
@@ -64,8 +72,17 @@ RIGHT = {"05.1": grpo_advantages, "05.2": kl_optimal_success, "05.3": pass_at_k_
          "06.1": process_advantages, "06.2": informative_fraction}
 
 
+DELEGATE = {"05.1": lambda rewards: group_advantages(rewards, eps=1e-12)[0],
+            "05.2": lambda p, beta: nb05.kl_success_variant(p, beta),
+            "05.3": lambda success, weights, ks: _package_pass_at_k(np.asarray(success), np.asarray(weights),
+                                                                    np.asarray(ks)),
+            "06.1": lambda mdp, V, x, tokens: nb06.process_advantages_variant(mdp, V, x, tokens),
+            "06.2": lambda pb, ph, q, K: toyenv.informative_group_prob((1 - q) * pb + q * ph, K)}
+
+
 class TestEveryCheck(ExerciseContract):
     RIGHT = RIGHT
+    DELEGATE = DELEGATE
 
 
 def assert_hint(id, fn, hint):

@@ -10,7 +10,8 @@ import pytest
 
 from toyenv.course import checks
 from exercise_contract import ExerciseContract, run, stub  # noqa: F401
-from toyenv.core.exact import kl_per_state, occupancy_from_probs
+import toyenv
+from toyenv.core.exact import kl_from_probs, kl_per_state, occupancy_from_probs, support_sets
 
 
 # ------------------------------------------------------------------------------ right answers
@@ -61,8 +62,22 @@ RIGHT = {"07.1": attrited_set, "07.2": held_out_attrition, "08.1": teacher_state
          "08.3": sequence_kl}
 
 
+def delegate_held_out(mdp, d_before, d_after, eps, prompts):
+    rows = np.isin(mdp.prompt_of, prompts)
+    mask = support_sets(d_before, d_after, eps)["attrited"] & rows[:, None]
+    return d_before[mask].sum() / d_before[rows].sum()
+
+
+DELEGATE = {"07.1": lambda d_before, d_after, eps: support_sets(d_before, d_after, eps)["attrited"],
+            "07.2": delegate_held_out,
+            "08.1": lambda mdp, teacher_prompt: toyenv.state_map(mdp, teacher_prompt),
+            "08.2": lambda p, q: kl_per_state(p, q),
+            "08.3": lambda mdp, p, q: kl_from_probs(mdp, p, q)}
+
+
 class TestEveryCheck(ExerciseContract):
     RIGHT = RIGHT
+    DELEGATE = DELEGATE
 
 
 # ------------------------------------------------------------------------------ every check

@@ -5,13 +5,27 @@ each answer with the package's exact reference and prints exactly one line::
 
     [exercise 02.1] passed: <what was checked>
     [exercise 02.1] failed: <a specific hint>
-    [exercise 02.1] not attempted: <how to start>
+    [exercise 02.1] not attempted: <how to ask for a hint>
 
 and returns a :class:`CheckResult`. A wrong answer is diagnosed, not guessed: the check computes
 the answer each typical mistake would give (forgot D(x), forgot 1/T(y), ``>`` instead of ``>=``,
 ...) and names the mistake whose answer the learner's matches. An exception raised by the learner's
 function becomes a "failed" line naming the exception and the case; a function that still raises
 ``NotImplementedError`` (the learner edition's stub) gives "not attempted", so Run All never stops.
+
+Hints come on demand, never before an attempt: "not attempted" says only how to ask,
+``checks.hint("02.1")``. Each call of :func:`hint` reveals one more step: first a nudge (what to
+think about), then the method in words (which quantities, which formula, which arrays; never the
+code), then "no more hints" and the part of the notebook to re-read. A failed attempt still gets the
+targeted hint naming its mistake.
+
+Own work only: while a check runs the learner's function, the package functions that answer the
+exercise (``forbid=`` of :func:`exercise`) are switched off. Every ``toyenv.*`` module attribute
+that is one of them, and every entry of the learner function's globals, closure and defaults that
+is one, is replaced by a stub for the duration of the call; calling it fails the check with
+:class:`Delegated`, naming the function. Everything is restored afterwards, also when the function
+raises or times out, and the check's own reference answers (computed outside the call) are
+untouched.
 
 Use from a notebook::
 
@@ -23,7 +37,10 @@ Add a check for a new exercise in ``toyenv/course/checks/nbNN.py`` (the same sty
     from .framework import Case, compare, exercise
 
     @exercise("05.1", notebook="05_on_policy_rl", title="Exact pass@k",
-              start="return sum_x D(x) * (1 - (1 - p_x)**k)")
+              hints=("What is the chance that all k samples fail? Compute it per prompt first.",
+                     "Per prompt, one minus (1 - p_x)^k; average the prompts with the weights D(x)."),
+              reread="notebook 05's section on pass@k", forbid=("toyenv.pass_at_k",),
+              own="combine the per-prompt success probabilities yourself")
     def _(fn):
         for case in [Case("many-paths base, k=1", (p, w, 1)), ...]:
             got = case.call(fn)
@@ -31,17 +48,22 @@ Add a check for a new exercise in ``toyenv/course/checks/nbNN.py`` (the same sty
         return "pass@k on 3 worlds, k = 1 and k = 256"
 
 ``EXERCISES`` maps every registered id to ``{"notebook": stem, "title": title}``; a grader reads it.
+:func:`forbidden` lists an exercise's switched-off functions.
 
 Under ``toyenv.grade`` each verdict also goes to the grader through ``toyenv.course.channel`` (a
 signed record in a file only the grader reads); the printed line is then just for people.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import importlib
 import re
 import signal
+import sys
 import threading
+import types
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -97,6 +119,10 @@ class NotAttempted(Exception):
     """Raised when the learner's function still raises NotImplementedError."""
 
 
+class Delegated(Failed):
+    """Raised when the learner's function called a package function its exercise is about."""
+
+
 # ------------------------------------------------------------------------------- cases
 _TIMEOUT_S = 30.0
 
@@ -129,9 +155,16 @@ class Case:
             _share_worlds(x, memo)
         args = copy.deepcopy(self.args, memo)
         kwargs = copy.deepcopy(self.kwargs, memo)
+        # Inside a check, the exercise's own package functions are off for the call (own work only).
+        # The timer stops before they are switched back on, so a timeout cannot interrupt restoring.
+        guard = _SwitchedOff(_ACTIVE[-1], fn) if _ACTIVE else None
         try:
-            with _time_limit(timeout):
-                return fn(*args, **kwargs)
+            with guard or contextlib.nullcontext():
+                call = guard.entry(fn) if guard else fn
+                with _time_limit(timeout):
+                    return call(*args, **kwargs)
+        except Delegated:
+            raise
         except NotImplementedError:
             raise NotAttempted() from None
         except _Timeout:
@@ -169,14 +202,207 @@ class _time_limit:
 
     def __exit__(self, *exc):
         if self.active:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.old)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            finally:
+                signal.signal(signal.SIGALRM, self.old)
         return False
 
 
 def _short(e: BaseException, limit: int = 200) -> str:
     s = str(e).strip().splitlines()[0] if str(e).strip() else "(no message)"
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------- own work only
+@dataclass
+class _Rules:
+    """What one exercise asks of the learner: its hints and the package functions it switches off."""
+
+    id: str
+    notebook: str
+    hints: tuple                 # (nudge, method), in words, never the code
+    reread: str                  # where to look once the hints are used up
+    forbid: tuple = ()           # dotted names of module-level functions, e.g. "toyenv.support_change"
+    own: str = "write the computation yourself from the arguments"
+    start: str | None = None     # the old one-line recipe, kept only so that tests can say it is not shown
+
+    def delegated(self, name: str) -> str:
+        return (f"{self.id} asks for your own code: your function called {name}, which this exercise is "
+                f"about; {self.own} instead")
+
+
+_RULES: dict[str, _Rules] = {}
+_ACTIVE: list[_Rules] = []          # the exercises whose checks are running, innermost last
+_GUARDS: list = []                  # the learner calls in progress (_SwitchedOff), innermost last
+_STUB_OF: dict[int, object] = {}    # id(installed stub) -> the original it stands for
+
+
+def _original(v):
+    """The function ``v`` stands for: ``v`` itself, or the original behind one of our stubs."""
+    return _STUB_OF.get(id(v), v)
+
+
+def _resolve(name: str):
+    """``"toyenv.core.exact.support_change"`` -> the module-level object (never one of our stubs)."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return _original(obj)
+    raise ImportError(f"no module in {name!r}")
+
+
+def forbidden(id: str) -> tuple:
+    """The package functions exercise ``id`` switches off while its check runs the learner's function."""
+    return _RULES[id].forbid
+
+
+class _SwitchedOff:
+    """For the duration of one call of the learner's function ``fn``: every forbidden function of
+    ``rules`` is replaced by a stub wherever it can be reached from the learner's code, i.e. in every
+    ``toyenv.*`` module and in ``fn``'s globals, closure cells and defaults (a ``from toyenv import
+    support_change`` made before the check). A stub records the call and raises :class:`Delegated`;
+    on exit every replaced entry that still holds its stub gets back what it held before (so checks
+    can nest: an inner check restores the outer one's stubs), and a recorded call fails the case
+    even if the learner's function caught the exception. While a check nested inside the learner's
+    function runs its own code, the outer stubs are ``suspended`` and call the original.
+    """
+
+    def __init__(self, rules: _Rules, fn: Callable):
+        self.rules, self.fn = rules, fn
+        self.targets = {}                          # id(original) -> (original, the name to report)
+        for name in rules.forbid:
+            try:
+                obj = _resolve(name)
+            except (ImportError, AttributeError) as e:
+                raise RuntimeError(f"exercise {rules.id} switches off {name!r}, which does not exist "
+                                   f"({type(e).__name__}: {e})") from None
+            self.targets.setdefault(id(obj), (obj, name))
+        self.called: list = []
+        self.undo: list = []
+        self.suspended = False
+
+    def _stub(self, original, name):
+        rules, called, guard = self.rules, self.called, self
+
+        @functools.wraps(original)
+        def switched_off(*args, **kwargs):
+            if guard.suspended:                 # a check running inside the learner's function
+                return original(*args, **kwargs)
+            caller = sys._getframe(1)
+            module = caller.f_globals.get("__name__", "")
+            if module.startswith("toyenv.") and not module.startswith("toyenv.course."):
+                name_ = f"{name} (through {module}.{caller.f_code.co_name})"   # a package function using it
+            else:
+                name_ = name
+            called.append(name_)
+            raise Delegated(rules.delegated(name_))
+        del switched_off.__wrapped__
+        return switched_off
+
+    def _stub_for(self, v):
+        """(original, stub) when ``v`` is a forbidden function (or a stub standing for one), else None."""
+        orig = _original(v)
+        hit = self.stubs.get(id(orig))
+        return hit if hit is not None and orig is hit[0] else None
+
+    def __enter__(self):
+        self.stubs = {k: (orig, self._stub(orig, name)) for k, (orig, name) in self.targets.items()}
+        for orig, stub in self.stubs.values():
+            _STUB_OF[id(stub)] = orig
+        _GUARDS.append(self)
+        try:
+            self._patch_modules()
+            self._patch_function(self.fn)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def entry(self, fn):
+        """What to call for ``fn``: its stub when the learner passed a forbidden function itself
+        (``check("02.2", toyenv.effective_support)``), else ``fn``."""
+        if isinstance(fn, functools.partial) and self._stub_for(fn.func):
+            return functools.partial(self._stub_for(fn.func)[1], *fn.args, **fn.keywords)
+        if isinstance(fn, types.MethodType) and self._stub_for(fn.__func__):
+            return self._stub_for(fn.__func__)[1]
+        hit = self._stub_for(fn)
+        return hit[1] if hit else fn
+
+    def __exit__(self, *exc):
+        self._restore()
+        if self.called:
+            raise Delegated(self.rules.delegated(self.called[0])) from None
+        return False
+
+    # -- where the learner's code can reach a function
+    def _patch_modules(self):
+        seen = set()
+        for mname, mod in list(sys.modules.items()):
+            if not (mname == "toyenv" or mname.startswith("toyenv.")) or mod is None or id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            self._patch_dict(vars(mod))
+
+    def _patch_dict(self, d: dict):
+        for key, v in list(d.items()):
+            hit = self._stub_for(v)
+            if hit is not None:
+                stub = hit[1]
+                d[key] = stub
+                self.undo.append(lambda d=d, key=key, old=v, stub=stub:
+                                 d.__setitem__(key, old) if d.get(key) is stub else None)
+
+    def _patch_function(self, fn):
+        seen = set()
+        todo = [fn]
+        while todo:
+            f = todo.pop()
+            if f is None or id(f) in seen:
+                continue
+            seen.add(id(f))
+            if isinstance(f, types.MethodType):
+                todo.append(f.__func__)
+            elif isinstance(f, functools.partial):
+                todo.append(f.func)
+            elif isinstance(f, types.FunctionType):
+                self._patch_dict(f.__globals__)
+                if f.__kwdefaults__:
+                    self._patch_dict(f.__kwdefaults__)
+                for cell in f.__closure__ or ():
+                    try:
+                        v = cell.cell_contents
+                    except ValueError:                       # an empty cell
+                        continue
+                    hit = self._stub_for(v)
+                    if hit is not None:
+                        cell.cell_contents = hit[1]
+                        self.undo.append(lambda cell=cell, old=v, stub=hit[1]:
+                                         setattr(cell, "cell_contents", old) if cell.cell_contents is stub
+                                         else None)
+                if f.__defaults__ and any(self._stub_for(v) for v in f.__defaults__):
+                    old = f.__defaults__
+                    new = tuple(self._stub_for(v)[1] if self._stub_for(v) else v for v in old)
+                    f.__defaults__ = new
+                    self.undo.append(lambda f=f, old=old, new=new:
+                                     setattr(f, "__defaults__", old) if f.__defaults__ is new else None)
+            elif callable(f) and not isinstance(f, type):
+                call = getattr(type(f), "__call__", None)
+                if isinstance(call, types.FunctionType):
+                    todo.append(call)
+
+    def _restore(self):
+        while self.undo:
+            self.undo.pop()()
+        for _, stub in getattr(self, "stubs", {}).values():
+            _STUB_OF.pop(id(stub), None)
+        if self in _GUARDS:
+            _GUARDS.remove(self)
 
 
 # ------------------------------------------------------------------------------- comparing
@@ -281,13 +507,29 @@ def describe_pair(mdp: TokenMDP, s: int, a: int | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------- registry
-def exercise(id: str, *, notebook: str, title: str, start: str):
+_NUDGE = ("Before writing code, say in one sentence what the function returns and what each argument "
+          "holds (print one, or its .shape); then find the definition it uses in the notebook above.")
+
+
+def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, reread: str | None = None,
+             forbid: tuple = (), own: str | None = None, start: str | None = None):
     """Register a check under ``id`` ("NN.k", NN = the notebook's number).
 
     The decorated body takes the learner's function, raises :class:`Failed` (via
     :meth:`Case.call` and :func:`compare`) on a wrong answer and returns a short description of
     what it checked. The decorator turns that into the printed line and a :class:`CheckResult`.
-    ``start`` is the hint shown while the function is still a stub.
+
+    Args:
+        hints: ``(nudge, method)``, what :func:`hint` reveals step by step: what to think about,
+            then the method in words (which quantities, which formula, which arrays), never the code.
+        reread: where to look once the hints are used up ("notebook 03's section on ...").
+        forbid: dotted names of the package functions that answer the exercise, e.g.
+            ``("toyenv.support_change", "toyenv.core.exact.support_sets")``: switched off while the
+            learner's function runs (every alias in ``toyenv.*`` and in the learner's namespace too).
+        own: what to do instead, ending the message of a delegating answer ("compute the sets from
+            the two occupancies").
+        start: the older one-line recipe; without ``hints`` it becomes the method hint (after a
+            generic nudge). It is never printed before an attempt.
     """
     if not re.fullmatch(r"\d\d\.\d+", id):
         raise ValueError(f"exercise ids look like '02.1' (notebook number, dot, exercise number), got {id!r}")
@@ -296,6 +538,17 @@ def exercise(id: str, *, notebook: str, title: str, start: str):
                          f"got {notebook!r}")
     if id in EXERCISES and EXERCISES[id]["notebook"] != notebook:
         raise ValueError(f"exercise id {id} is already registered for {EXERCISES[id]['notebook']}")
+    if hints is None:
+        if start is None:
+            raise ValueError(f"exercise {id}: give hints=(nudge, method) (or at least start=)")
+        hints = (_NUDGE, start)
+    hints = tuple(hints)
+    if len(hints) < 1 or not all(isinstance(h, str) and h.strip() for h in hints):
+        raise ValueError(f"exercise {id}: hints must be non-empty strings, a nudge then the method")
+    if isinstance(forbid, str):
+        forbid = (forbid,)
+    rules = _Rules(id, notebook, hints, reread or f"the part of notebook {notebook} just before exercise {id}",
+                   tuple(forbid), own or _Rules.own, start)
 
     def register(body: Callable) -> Callable:
         @functools.wraps(body)
@@ -304,16 +557,26 @@ def exercise(id: str, *, notebook: str, title: str, start: str):
                 res = CheckResult(id, "failed", f"pass your function itself, e.g. check({id!r}, my_function), "
                                   f"not {type(fn).__name__} (a result of calling it)")
             else:
+                _ACTIVE.append(rules)
+                outer = [g for g in _GUARDS if not g.suspended]     # a check inside a learner's function:
+                for g in outer:                                     # its own code may use anything
+                    g.suspended = True
                 try:
                     res = CheckResult(id, "passed", body(fn))
                 except NotAttempted:
                     res = CheckResult(id, "not attempted",
-                                      f"not implemented yet (the function still raises NotImplementedError). {start}")
+                                      "not implemented yet (the function still raises NotImplementedError): "
+                                      "write your attempt in it and run this cell again. Stuck? "
+                                      f'checks.hint("{id}") gives a first hint, without the answer')
                 except Failed as e:
                     res = CheckResult(id, "failed", str(e))
                 except Exception as e:  # noqa: BLE001 - a check never shows a traceback
                     res = CheckResult(id, "failed", f"the check could not use your answer: "
                                       f"{type(e).__name__}: {_short(e)}")
+                finally:
+                    _ACTIVE.remove(rules)
+                    for g in outer:
+                        g.suspended = False
             report_verdict(res.id, res.status, res.message)     # to toyenv.grade, if it runs us
             if not quiet:
                 print(res.line(), flush=True)
@@ -322,6 +585,7 @@ def exercise(id: str, *, notebook: str, title: str, start: str):
         run.exercise_id = id
         EXERCISES[id] = {"notebook": notebook, "title": title}
         _CHECKS[id] = run
+        _RULES[id] = rules
         return run
 
     return register
@@ -332,6 +596,58 @@ def check(id: str, fn: Callable, *, quiet: bool = False) -> CheckResult:
     if id not in _CHECKS:
         raise KeyError(f"no exercise {id!r}; known exercises: {', '.join(sorted(_CHECKS))}")
     return _CHECKS[id](fn, quiet=quiet)
+
+
+# ------------------------------------------------------------------------------- hints on demand
+_HINTS_SEEN: dict[str, int] = {}
+"""id -> how many hint steps the learner has asked for (this kernel)."""
+
+
+@dataclass(frozen=True)
+class Hint:
+    """One step of :func:`hint`: ``step`` 1..len(hints), or 0 once there are no more hints."""
+
+    id: str
+    step: int
+    of: int
+    text: str
+
+    def line(self) -> str:
+        where = f"{self.step} of {self.of}" if self.step else "no more hints"
+        return f"[hint {self.id}, {where}] {self.text}"
+
+    def __str__(self):
+        return self.line()
+
+    def _ipython_display_(self):
+        pass                                   # already printed
+
+
+def hint(id: str, step: int | None = None, *, quiet: bool = False) -> Hint:
+    """The next hint for exercise ``id``: a nudge first, then the method in words; after that, where
+    to re-read. ``step=k`` shows step k again without moving on. Prints one line, returns a :class:`Hint`.
+    """
+    if id not in _RULES:
+        raise KeyError(f"no exercise {id!r}; known exercises: {', '.join(sorted(_RULES))}")
+    rules = _RULES[id]
+    n = len(rules.hints)
+    if step is None:
+        step = _HINTS_SEEN.get(id, 0) + 1
+        _HINTS_SEEN[id] = min(step, n + 1)
+    elif not 1 <= step <= n:
+        raise ValueError(f"exercise {id} has hint steps 1..{n}, got step={step!r}")
+    if step <= n:
+        text = rules.hints[step - 1]
+        if step < n:
+            text += f' (Still stuck after trying? checks.hint("{id}") again gives the method.)'
+        res = Hint(id, step, n, text)
+    else:
+        res = Hint(id, 0, n, f"there are no more hints for exercise {id}. Re-read {rules.reread}, then "
+                             f'compare your function with the method (checks.hint("{id}", step={n}) shows it '
+                             "again). Once you run the check, a failed line names the mistake it recognises.")
+    if not quiet:
+        print(res.line(), flush=True)
+    return res
 
 
 def exercises_of(notebook: str) -> list:

@@ -13,8 +13,15 @@ def _count_states(P, V, T, *, b=None, lo=0, hi=None, prompts=True):
 
 
 @exercise("00.1", notebook="00_start_here", title="Count the states of the prefix tree",
-          start="Return num_prompts * (the number of token prefixes of length 0, 1, ..., horizon-1 "
-                "that contain no end token).")
+          hints=("A state is a prompt plus a prefix that can still grow. Which prefixes can still grow: how "
+                 "long can they be, and which tokens may they contain?",
+                 "Count per prompt, by prefix length t, from 0 (the empty prefix, the root) up to horizon - "
+                 "1: a prefix never contains the end token, so each of its t positions has vocab_size - 1 "
+                 "choices, (vocab_size - 1)^t prefixes in all. Add the lengths up, then multiply by the "
+                 "number of prompts: every prompt has its own tree."),
+          reread="notebook 00's section on states, actions and trajectories (the prefix tree of one prompt)",
+          forbid=("toyenv.tree_size", "toyenv.core.tree.tree_size", "toyenv.course.checks.nb00._count_states"),
+          own="count the prefixes yourself")
 def check_count_states(fn):
     cases = [Case("num_prompts=4, vocab_size=5, horizon=4 (the hidden-path world)", (4, 5, 4)),
              Case("num_prompts=8, vocab_size=4, horizon=3 (the many-paths world)", (8, 4, 3)),

@@ -19,8 +19,17 @@ def _seq_prob_variant(mdp, probs, x, toks, *, first=True, last=True, combine="pr
 
 @exercise("01.1", notebook="01_policies_over_trajectories",
           title="Sequence probability by the chain rule (Eq. 1)",
-          start="Multiply probs[s_t, y_t] over the tokens of y, where s_t = "
-                "mdp.state_index(prompt_index, tokens[:t]) is the state before token t.")
+          hints=("The chain rule (Eq. 1) builds pi(y|x) from one factor per token. For token t, which state "
+                 "is the policy in when it chooses it, and which entry of probs is the factor?",
+                 "For every position t of the completion, first and last (often <eos>) included: the state "
+                 "before token t is the prompt with the first t tokens as its prefix, and "
+                 "mdp.state_index(prompt, prefix) gives its row. The factor is probs at that row, in the "
+                 "column of token t. pi(y|x) is the product of all the factors: not their sum, not their "
+                 "log, no D(x)."),
+          reread="notebook 01's section on a policy on the prefix tree, and Eq. 1 (survey §2.1)",
+          forbid=("toyenv.core.passes.trajectory_probs_from", "toyenv.trajectory_probs",
+                  "toyenv.core.policies.sequence_log_prob", "toyenv.course.checks.nb01._seq_prob_variant"),
+          own="multiply the per-token probabilities yourself")
 def check_sequence_probability(fn):
     from toyenv.core.policies import TabularPolicy
     hp = _world("hidden-path")
@@ -73,8 +82,15 @@ def _success_variant(mdp, traj, *, mask=None, weight_prompts=False, count=False)
 
 @exercise("01.2", notebook="01_policies_over_trajectories",
           title="Exact success probability from trajectory probabilities",
-          start="For every prompt x, add up traj_probs[s, a] over the terminal pairs (s, a) of x "
-                "whose completion is correct (mdp.correct[s, a]); mdp.prompt_of[s] is the prompt of state s.")
+          hints=("p_x is the probability that a completion of prompt x is correct. Which entries of "
+                 "traj_probs are complete and correct completions, and to which prompt does each belong?",
+                 "Keep the terminal pairs (s, a) marked correct in mdp.correct; add each one's trajectory "
+                 "probability, traj_probs at (s, a), to the total of its prompt, mdp.prompt_of at s. The "
+                 "result has one entry per prompt, and is conditional on the prompt: no D(x) weights."),
+          reread="notebook 01's section on sampling versus exact probabilities",
+          forbid=("toyenv.success_prob", "toyenv.core.exact.success_from_probs", "toyenv.expected_reward",
+                  "toyenv.success_value", "toyenv.course.checks.nb01._success_variant"),
+          own="add up the probabilities of the correct completions yourself")
 def check_success_probability(fn):
     from toyenv.core.exact import trajectory_probs
     from toyenv.core.policies import TabularPolicy

@@ -82,10 +82,17 @@ def _occupancy_mistakes(mdp, traj) -> dict:
 
 @exercise("02.1", notebook="02_occupancy_and_support",
           title="Occupancy from trajectories (Eq. 2, eta = 1/T(y))",
-          start="Start from d = np.zeros((mdp.num_states, mdp.vocab_size)); for every complete "
-                "trajectory, i.e. terminal pair (s, a) in zip(*mdp.trajectories()), add "
-                "D(x) * traj_probs[s, a] / T(y) to every (state, token) on its path, walking up with "
-                "mdp.parent and mdp.last_token.")
+          hints=("Eq. 2 spreads every complete trajectory's weight over the steps of its own path. What is "
+                 "that weight (think of D(x) and pi(y|x)), and what share of it does each step get?",
+                 "For every terminal pair (s, a) (mdp.trajectories() lists them), the trajectory's weight is "
+                 "D(x) (mdp.prompt_weights of its prompt) times its probability in traj_probs, divided by "
+                 "its length T(y) (mdp.length at the terminal pair, end token included). Add that share to "
+                 "every (state, token) on its path, from the last step up to the root: mdp.parent and "
+                 "mdp.last_token lead from a state to the step before it."),
+          reread="notebook 02's section on occupancy (Eq. 2 with eta_t = 1/T(y))",
+          forbid=("toyenv.occupancy", "toyenv.core.exact.occupancy_from_probs", "toyenv.methods.token_targets",
+                  "toyenv.course.checks.nb02.occupancy_variant"),
+          own="spread each trajectory's weight over its path yourself")
 def check_occupancy(fn):
     from toyenv.core.exact import occupancy, trajectory_probs
     from toyenv.core.policies import TabularPolicy
@@ -117,8 +124,14 @@ def check_occupancy(fn):
 
 
 @exercise("02.2", notebook="02_occupancy_and_support", title="Effective support (Eq. 5)",
-          start="Return a boolean mask of shape occ.sa.shape that is True where the occupancy "
-                "d(s, a) = occ.sa[s, a] is at least eps.")
+          hints=("E_eps keeps the state-action pairs whose occupancy is large enough. Which field of occ "
+                 "holds d(s, a), and is a pair exactly at eps in or out?",
+                 "Compare the state-action occupancy occ.sa (not occ.probs, occ.s or occ.reach) with eps "
+                 "entry by entry: pairs with d(s, a) at least eps are in (Eq. 5 uses >=). Return the boolean "
+                 "mask itself, the shape of occ.sa, not its size."),
+          reread="notebook 02's sections on reachability versus availability and on effective support (Eq. 5)",
+          forbid=("toyenv.effective_support", "toyenv.core.exact.effective_support"),
+          own="compare the occupancy with eps yourself")
 def check_effective_support(fn):
     from toyenv.core.exact import occupancy
     hp = occupancy(_world("hidden-path").base_policy())

@@ -100,8 +100,17 @@ def _demo_cases():
 
 
 @exercise("03.1", notebook=NOTEBOOK, title="SFT token targets (teacher forcing, §4.1)",
-          start="Start from c = np.zeros((mdp.num_states, mdp.vocab_size)); for every demonstration "
-                "(x, tokens) and every t, add 1/N at (mdp.state_index(x, tokens[:t]), tokens[t]).")
+          hints=("Teacher forcing supervises every token of every demonstration, at the state just before "
+                 "it. How much weight should one token get so that the SFT loss is a mean over "
+                 "demonstrations?",
+                 "For each demonstration (x, tokens) and each position t, the state is prompt x with the "
+                 "first t tokens as its prefix (mdp.state_index) and the target is token t: add 1/N there, N "
+                 "being the number of demonstrations. Every token counts, the first and the last (often "
+                 "<eos>) included, and there are no D(x) or 1/T(y) weights."),
+          reread="notebook 03's section on SFT as cross-entropy on someone else's trajectories (§4.1)",
+          forbid=("toyenv.methods.token_targets", "toyenv.methods.data.token_targets",
+                  "toyenv.course.checks.nb03.token_targets_variant"),
+          own="count the demonstrations' tokens yourself")
 def check_token_targets(fn):
     cases = _demo_cases()
     for case in cases:
@@ -147,8 +156,16 @@ def expanded_variant(before, after, eps, *, after_ge: bool = True, before_lt: bo
 
 
 @exercise("03.2", notebook=NOTEBOOK, title="The expanded set (Eq. 6)",
-          start="Return a boolean mask of shape occ_after.sa.shape: True where the pair is in the "
-                "effective support after (occ_after.sa >= eps) but was not before (occ_before.sa < eps).")
+          hints=("The expanded set is about pairs that cross the threshold in one direction. Which pairs "
+                 "were outside E_eps before, and which are inside it after?",
+                 "A pair is expanded when its occupancy after, occ_after.sa, is at least eps and its "
+                 "occupancy before, occ_before.sa, is below eps (Eq. 6, with Eq. 5's >= for being in the "
+                 "support). Combine the two entry-wise comparisons with a logical and: a boolean mask the "
+                 "shape of occ_after.sa."),
+          reread="notebook 03's section on expansion (the hidden path entering the support) and Eq. 6",
+          forbid=("toyenv.support_change", "toyenv.core.exact.support_sets",
+                  "toyenv.course.checks.nb03.expanded_variant"),
+          own="compute the sets from the two occupancies")
 def check_expanded_set(fn):
     from toyenv.core.exact import Occupancy, occupancy, occupancy_from_probs
     hb, h_after, mb, m_after = _sft_pairs()

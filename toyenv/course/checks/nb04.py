@@ -96,8 +96,16 @@ def _dpo_cases():
 
 
 @exercise("04.1", notebook=NOTEBOOK, title="The DPO loss on summed log-probs (§4.2)",
-          start="margin = beta * ((logp_w - ref_logp_w) - (logp_l - ref_logp_l)); return the mean of "
-                "-log sigmoid(margin) (torch.nn.functional.logsigmoid is stable for large margins).")
+          hints=("DPO compares how much the policy raised the chosen answer over the reference with how much "
+                 "it raised the rejected one. What is that difference, and which function turns it into a "
+                 "loss that stays finite for huge margins?",
+                 "The margin of a pair is beta times [(logp_w - ref_logp_w) - (logp_l - ref_logp_l)], chosen "
+                 "minus rejected. Its loss is minus log sigmoid(margin); the result is the mean over pairs. "
+                 "Take a stable log-sigmoid (torch's logsigmoid, or minus softplus of minus the margin): a "
+                 "plain log of a sigmoid gives inf at a margin of -800."),
+          reread="notebook 04's section on the DPO loss (§4.2)",
+          forbid=("toyenv.methods.losses.dpo_loss", "toyenv.course.checks.nb04.dpo_variant"),
+          own="compute the margins and the loss yourself")
 def check_dpo_loss(fn):
     cases = _dpo_cases()
     for case in cases:
@@ -165,9 +173,15 @@ def _implicit_policies():
 
 
 @exercise("04.2", notebook=NOTEBOOK, title="The implicit reward beta log(pi / pi_ref) (§4.2)",
-          start="Start from out = np.zeros((mdp.num_states, mdp.vocab_size)) and fill only the terminal pairs "
-                "(T = mdp.terminal): out[T] = beta times the log of the ratio of the two trajectory "
-                "probabilities there; elsewhere both arrays are 0.")
+          hints=("The implicit reward compares the policy with the reference on complete answers only. Where "
+                 "are the complete answers in these [S, V] arrays, and what goes everywhere else?",
+                 "At every terminal pair (mdp.terminal), the implicit reward is beta times the natural log "
+                 "of traj_probs over ref_traj_probs (policy over reference); every other entry is 0. Take "
+                 "the log only at terminal pairs, where both probabilities are positive, so that no inf or "
+                 "nan appears elsewhere."),
+          reread="notebook 04's section on what DPO cannot see, and the implicit reward of §4.2",
+          forbid=("toyenv.course.checks.nb04.implicit_variant",),
+          own="take the log-ratios yourself")
 def check_implicit_reward(fn):
     from toyenv.core.exact import trajectory_probs
     mb, rnd, star, hb, h_after = _implicit_policies()
@@ -228,8 +242,14 @@ def shared_variant(before, after, eps, *, ge: bool = True) -> np.ndarray:
 
 
 @exercise("04.3", notebook=NOTEBOOK, title="The shared support C_eps (Eq. 7)",
-          start="Return a boolean mask of shape occ_after.sa.shape: True where the pair is in the effective "
-                "support both before and after (occ_before.sa >= eps and occ_after.sa >= eps).")
+          hints=("Eq. 7 is built from two effective supports (Eq. 5), one per policy. Which pairs belong to "
+                 "both, and does the threshold include the boundary?",
+                 "Compare each occupancy's state-action array with eps (at least eps counts as in support) "
+                 "and keep the pairs that pass under both policies; the answer has the shape of the "
+                 "occupancy arrays."),
+          reread="notebook 04's section on Eq. 7, the shared support C_ε",
+          forbid=("toyenv.support_sets", "toyenv.effective_support", "toyenv.support_change"),
+          own="compare the two occupancies with eps yourself")
 def check_shared_support(fn):
     from toyenv.core.exact import occupancy, occupancy_from_probs
     from toyenv.core.tree import TokenMDP

@@ -72,8 +72,15 @@ def _flat_rows(r: np.ndarray) -> np.ndarray:
 
 
 @exercise("05.1", notebook=NOTEBOOK, title="GRPO group advantages (zero-variance groups)",
-          start="For each row of rewards (one prompt's group of K rollouts) compute (r - row mean) / "
-                "(row std); rows whose rewards are all equal have std 0: give them advantage 0.")
+          hints=("GRPO compares each rollout with the other rollouts of the same prompt. Which statistics of "
+                 "a group (one row) do you need, and what should happen to a group whose rewards are all "
+                 "equal?",
+                 "For each row (one prompt's K rollouts): subtract the row's mean reward and divide by the "
+                 "row's population standard deviation (ddof 0). A row whose rewards are all equal has "
+                 "standard deviation 0: give all its rollouts advantage 0 instead of dividing."),
+          reread="notebook 05's section on on-policy RL in one line (group advantages, §5.1)",
+          forbid=("toyenv.methods.losses.group_advantages", "toyenv.course.checks.nb05.grpo_advantages_variant"),
+          own="normalise the rewards of each group yourself")
 def check_grpo_advantages(fn):
     cases = [
         Case("rewards [[1, 0, 0, 0], [0, 1, 1, 0]] (two mixed groups)", (np.array([[1., 0, 0, 0], [0, 1, 1, 0]]),)),
@@ -143,8 +150,14 @@ _KL_HINTS = [
 
 
 @exercise("05.2", notebook=NOTEBOOK, title="Success at the KL-regularised optimum (closed form)",
-          start="pi* = pi_ref e^(r/beta) / Z: the correct answers (r = 1) carry p e^(1/beta), the "
-                "others 1 - p; return p e^(1/beta) / (p e^(1/beta) + 1 - p).")
+          hints=("At the KL-regularised optimum, pi* is proportional to pi_ref times e^(r/beta). For one "
+                 "prompt, what total mass do the correct answers get, and what do the wrong ones keep?",
+                 "Correct answers (r = 1) carry their reference mass p multiplied by e^(1/beta); wrong ones "
+                 "(r = 0) keep 1 - p. The success probability is the correct mass divided by the normaliser "
+                 "Z, the sum of both masses. Write it so that it works entry by entry for an array of p."),
+          reread="notebook 05's section on where the KL penalty stops RL (the closed-form optimum)",
+          forbid=("toyenv.course.checks.nb05.kl_success_variant",),
+          own="write the closed form yourself")
 def check_kl_optimal_success(fn):
     cases = [
         Case("p = 4e-6, beta = 0.1 (a hidden-path prompt)", (4e-6, 0.1)),
@@ -209,7 +222,15 @@ _PK_HINTS = [
 
 
 @exercise("05.3", notebook=NOTEBOOK, title="Exact pass@k from per-prompt success",
-          start="For each k: sum over prompts of weights[x] * (1 - (1 - success[x]) ** k).")
+          hints=("pass@k is the chance that at least one of k samples is correct, averaged over prompts. Why "
+                 "must it be computed per prompt first, rather than from the average success probability?",
+                 "For a prompt with success p_x, all k samples fail with probability (1 - p_x)^k, so its "
+                 "pass@k is one minus that. Average the prompts with their weights D(x): one number for "
+                 "every k in ks, an array of length len(ks)."),
+          reread="notebook 05's section on many paths (pass@1 up, pass@k down)",
+          forbid=("toyenv.core.exact.pass_at_k_from_success", "toyenv.pass_at_k",
+                  "toyenv.course.checks.nb05.pass_at_k_variant"),
+          own="combine the per-prompt success probabilities yourself")
 def check_pass_at_k(fn):
     from toyenv.core.exact import success_prob
     mp = _world("many-paths")

@@ -53,9 +53,16 @@ _PROC_HINTS = [
 
 
 @exercise("06.1", notebook=NOTEBOOK, title="Process advantages V(s') - V(s) (§5.2)",
-          start="For t = 0 .. len(tokens)-1: s_t = mdp.state_index(prompt_index, tokens[:t]); the value "
-                "after token t is V[s_{t+1}], or mdp.reward(prompt_index, tokens) after the last token; "
-                "A_t = (value after) - V[s_t].")
+          hints=("A process advantage credits each token with the change it made to the chance of success. "
+                 "Which value do you have before token t, which after it, and what stands in for 'after' at "
+                 "the last token?",
+                 "For each position t, the state before token t is the prompt with the first t tokens as its "
+                 "prefix (mdp.state_index); V there is the value before. The value after is V at the next "
+                 "state or, after the last token, the verifier's reward mdp.reward(prompt_index, tokens). "
+                 "The advantage of token t is value after minus value before: one number per token."),
+          reread="notebook 06's section on process reward versus outcome reward (§5.2)",
+          forbid=("toyenv.course.checks.nb06.process_advantages_variant",),
+          own="take the differences of the values yourself")
 def check_process_advantages(fn):
     from toyenv.core.exact import success_value
     from toyenv.core.policies import TabularPolicy
@@ -134,8 +141,15 @@ _INF_HINTS = [
 
 
 @exercise("06.2", notebook=NOTEBOOK, title="Which GRPO groups carry a gradient, with hints",
-          start="A rollout succeeds with p = (1 - hint_prob) * p_bare + hint_prob * p_hinted; a group of K "
-                "independent rollouts has non-zero variance unless all succeed (p^K) or all fail ((1 - p)^K).")
+          hints=("A GRPO group carries a gradient only when its rollouts disagree. What is one rollout's "
+                 "success probability when it is hinted with probability hint_prob, and which groups have "
+                 "zero variance?",
+                 "One rollout succeeds with p = (1 - hint_prob) p_bare + hint_prob p_hinted, independently "
+                 "of the others (each draws its own hint). A group of K rollouts has zero variance when all "
+                 "succeed (p^K) or all fail ((1 - p)^K); the answer is one minus both."),
+          reread="notebook 06's section on hints (some rollouts start on the right path)",
+          forbid=("toyenv.informative_group_prob", "toyenv.course.checks.nb06.informative_variant"),
+          own="write the probability yourself")
 def check_informative_fraction(fn):
     from toyenv.core.exact import success_value
     hp = _world("hidden-path")

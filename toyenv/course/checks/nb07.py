@@ -99,8 +99,15 @@ _MASK_HINTS = {
 
 
 @exercise("07.1", notebook=NOTEBOOK, title="The attrited set (Eq. 8)",
-          start="Return a boolean mask of shape d_before.shape: True where d_before >= eps (in E_eps before) "
-                "and d_after < eps (out of E_eps after).")
+          hints=("Attrition is the mirror image of expansion. Which pairs were in E_eps before training, and "
+                 "which of those are no longer in it after?",
+                 "A pair is attrited when d_before is at least eps (in the support before; Eq. 5 uses >=) "
+                 "and d_after is below eps (out of it after): Eq. 8. Combine the two entry-wise comparisons "
+                 "with a logical and; the answer is that boolean mask, the shape of d_before."),
+          reread="notebook 07's section 'attrition is a set' (Eq. 8)",
+          forbid=("toyenv.support_change", "toyenv.core.exact.support_sets",
+                  "toyenv.course.checks.nb07.attrited_variant"),
+          own="compare the two occupancies with eps yourself")
 def check_attrited_set(fn):
     cases = []
     for name, mdp, b, a in _pairs():
@@ -192,9 +199,17 @@ _RATE_HINTS = {
 
 
 @exercise("07.2", notebook=NOTEBOOK, title="Attrition rate of held-out prompts",
-          start="Keep the states of the held-out prompts (np.isin(mdp.prompt_of, prompts)); add up the old "
-                "occupancy d_before of their attrited pairs (Eq. 8, as in 07.1) and divide by the held-out "
-                "prompts' total old occupancy.")
+          hints=("The rate asks: of the behaviour the held-out prompts had before, what share was on pairs "
+                 "that left the support? Which states belong to the held-out prompts, and which mass goes "
+                 "above and which below the fraction bar?",
+                 "Select the states of the held-out prompts (mdp.prompt_of gives each state's prompt). "
+                 "Numerator: the old occupancy d_before summed over their attrited pairs (Eq. 8, as in "
+                 "07.1). Denominator: d_before summed over all their pairs. The rate is the ratio, one "
+                 "number between 0 and 1."),
+          reread="notebook 07's section on monitoring attrition",
+          forbid=("toyenv.held_out_attrition", "toyenv.support_change", "toyenv.core.exact.support_sets",
+                  "toyenv.course.checks.nb07.held_out_variant"),
+          own="select the held-out states and add up their attrited occupancy yourself")
 def check_held_out_attrition(fn):
     cases = []
     ts = _world("two-skills")

@@ -50,8 +50,16 @@ _MAP_HINTS = {
 
 
 @exercise("08.1", notebook=NOTEBOOK, title="Teacher states for a student without the hint",
-          start="For every state s: x, prefix = mdp.prefix(s); the teacher state is "
-                "mdp.state_index(teacher_prompt[x], prefix). Return the indices as an integer array [num_states].")
+          hints=("The teacher reads the same prefix as the student, under another prompt. What are a student "
+                 "state's prompt and prefix, and how do you find the state with the same prefix under the "
+                 "teacher's prompt?",
+                 "For every state s, mdp.prefix(s) gives its prompt x and its prefix tokens; the teacher "
+                 "state is the state of prompt teacher_prompt[x] with the same prefix, which mdp.state_index "
+                 "finds. Return the indices as an integer array, one entry per state."),
+          reread="notebook 08's section on a teacher that needs a hint",
+          forbid=("toyenv.state_map", "toyenv.methods.distill.state_map",
+                  "toyenv.course.checks.nb08.state_map_variant"),
+          own="look the teacher states up yourself")
 def check_teacher_states(fn):
     sc = _world("scaffold")
     n = sc.num_prompts // 2
@@ -138,8 +146,15 @@ def _bimodal_rows():
 
 
 @exercise("08.2", notebook=NOTEBOOK, title="Per-state KL (forward and reverse)",
-          start="Return sum over a of p[s, a] * (log p[s, a] - log q[s, a]) for every row s, counting terms with "
-                "p[s, a] = 0 as 0 (np.where(p > 0, ..., 0.0)); an array of shape (num_states,).")
+          hints=("KL(p || q) at one state compares two next-token distributions, weighted by p. What should "
+                 "a token that p never emits (p = 0) contribute?",
+                 "For each row s: the sum over tokens a of p(a) times (log p(a) minus log q(a)), natural "
+                 "log. Terms with p(a) = 0 contribute 0 (0 log 0 = 0): mask them out before taking logs. A "
+                 "token with p(a) > 0 and q(a) = 0 makes that row's KL infinite, which is right. One number "
+                 "per row."),
+          reread="notebook 08's section on forward versus reverse KL",
+          forbid=("toyenv.core.exact.kl_per_state", "toyenv.course.checks.nb08.kl_rows_variant"),
+          own="sum the per-token terms yourself")
 def check_kl_rows(fn):
     from toyenv.methods.distill import teacher_view
     from toyenv.core.policies import TabularPolicy
@@ -216,9 +231,18 @@ _SEQ_HINTS = {
 
 
 @exercise("08.3", notebook=NOTEBOOK, title="Sequence KL by the chain rule",
-          start="reach[s] = 1 at the roots and reach[parent] * p[parent, last_token[s]] below (states are ordered "
-                "by depth, so one loop over s = num_prompts .. num_states-1 works); return "
-                "sum_s D(x_s) * reach[s] * KL(p(.|s) || q(.|s)).")
+          hints=("The chain rule adds up the per-state KLs, each weighted by how often p reaches its state, "
+                 "and weights the prompts by D(x). How do you get the reach probability of every state from "
+                 "p?",
+                 "Reach is 1 at each root; below, a state's reach is its parent's reach times p at (parent, "
+                 "the token that leads to it), from mdp.parent and mdp.last_token (states are stored depth "
+                 "by depth, so parents come first). The answer is the sum over states of D(x) of the state's "
+                 "prompt, times its reach under p, times the per-state KL(p(.|s) || q(.|s)) of exercise 08.2 "
+                 "(your function, or toyenv.core.exact.kl_per_state)."),
+          reread="notebook 08's section on the sequence KL by the chain rule, and toyenv.kl's docstring",
+          forbid=("toyenv.kl", "toyenv.core.exact.kl_from_probs", "toyenv.core.exact.kl_terms",
+                  "toyenv.course.checks.nb08.sequence_kl_variant"),
+          own="compute the reach probabilities and the weighted sum yourself")
 def check_sequence_kl(fn):
     from toyenv.methods.distill import teacher_view
     from toyenv.core.exact import kl_per_state

@@ -214,9 +214,19 @@ def _pair(v):
 
 
 @exercise("09.1", notebook=NB, title="Diagnose the mystery runs",
-          start="Return a dict {letter: (role, risk)} for the runs A-G: the role one of 'expansion', "
-                "'reshaping', 'mixed', 'consolidation', the attrition risk one of 'low', 'moderate', 'high'. "
-                "Read run.diagnose() (the evidence dict) and apply the notebook's rule.")
+          hints=("Every run's run.diagnose() holds the evidence. Take the runs one by one and ask the "
+                 "notebook's questions in order: did it learn from a teacher and keep that behaviour, which "
+                 "role do the masses point to, and separately, did some prompt or some useful occupancy lose?",
+                 "The role: 'consolidation' if the run had a teacher and its evidence's retention is at least "
+                 "0.9; otherwise read the masses with the course's threshold ROLE_RATIO (expansion when the "
+                 "expanded mass is at least ROLE_RATIO times the reshaped mass, reshaping the other way round, "
+                 "mixed in between). The attrition risk is read apart from the role, from prompts that lost "
+                 "success and useful occupancy that left the support. Return a dict from every letter A-G to "
+                 "the pair (role, risk)."),
+          reread="notebook 09's sections on the course's proxy for Table 2 (toyenv.diagnose) and the seven "
+                 "mystery runs",
+          forbid=("toyenv.course.checks.nb09.dominant_role", "toyenv.course.checks.nb09._answers"),
+          own="read each run's evidence and decide its role and risk yourself")
 def check_mystery_labels(fn):
     case = Case("the seven mystery runs")
     got = case.call(fn)
@@ -346,10 +356,16 @@ def _as_pair(ans):
 
 
 @exercise("09.2", notebook=NB, title="The course's proxy for Table 2, as code",
-          start="Return (role, risk): role 'consolidation' if dg.evidence.get('retention', 0) >= 0.9, else "
-                "'no change' if dg.role == 'no change', else 'expansion' if expanded_mass >= ROLE_RATIO * "
-                "reshaped_mass, 'reshaping' if reshaped_mass >= ROLE_RATIO * expanded_mass, else 'mixed'; "
-                "risk = dg.attrition_risk.")
+          hints=("Table 2's cues as code are questions asked in order; the first that applies decides the "
+                 "role. Which question has to come before the masses, and why does a teacher's retention come "
+                 "first of all? The attrition risk is not one of the roles: where does it come from?",
+                 "Role: 'consolidation' when the evidence has a retention of at least 0.9; otherwise 'no "
+                 "change' when the diagnosis says so; otherwise compare the expanded and reshaped masses with "
+                 "the course's threshold ROLE_RATIO ('expansion', 'reshaping', or 'mixed' in between). Risk: "
+                 "the diagnosis's attrition risk. Return the pair (role, risk)."),
+          reread="notebook 09's section on the course's proxy for Table 2, and your answers to exercise 09.1",
+          forbid=("toyenv.course.checks.nb09.dominant_role",),
+          own="write the rule yourself")
 def check_dominant_role(fn):
     cases = _rule_cases()
     truth = [dominant_role(dg) for _, dg in cases]

@@ -17,8 +17,15 @@ NB = "10_from_exact_to_sampled"
 
 # ------------------------------------------------------------------------------- 10.1
 @exercise("10.1", notebook=NB, title="Samples needed to see a behaviour of mass eps",
-          start="A behaviour of mass eps is missed by all k samples with probability (1 - eps)**k; return "
-                "the smallest whole k with 1 - (1 - eps)**k >= confidence (math.log and math.ceil help).")
+          hints=("A behaviour of mass eps is missed by one sample with probability 1 - eps. What is the "
+                 "chance that k independent samples all miss it, and how large must k be for that to fall to "
+                 "1 - confidence?",
+                 "All k samples miss with probability (1 - eps)^k, which must be at most 1 - confidence. "
+                 "Taking logs, k is at least ln(1 - confidence) / ln(1 - eps) (both logs are negative). "
+                 "Round up to a whole number of samples; a k that reaches the confidence exactly is enough."),
+          reread="notebook 10's section on how many samples it takes to see a behaviour",
+          forbid=("toyenv.core.estimate.samples_to_detect",),
+          own="solve for the number of samples yourself")
 def check_samples_needed(fn):
     from toyenv.core.estimate import samples_to_detect
     cases = [Case("eps = 1e-4, confidence = 0.95", (1e-4, 0.95)),
@@ -106,9 +113,17 @@ def _emp_mistakes(mdp, s, a) -> dict:
 
 
 @exercise("10.2", notebook=NB, title="Occupancy from sampled completions (Eq. 2, estimated)",
-          start="Start from d = np.zeros((mdp.num_states, mdp.vocab_size)); for each sampled completion "
-                "(terminal pair s, a) add 1 / (n * mdp.length[s, a]) to every (state, token) on its path, "
-                "walking up with mdp.parent and mdp.last_token, as in exercise 02.1 but without probabilities.")
+          hints=("Sampled completions already carry D(x) and pi: a completion's share of the sample plays "
+                 "the role of its probability. How much weight does each sampled completion hand out, and to "
+                 "which steps?",
+                 "Each of the n sampled completions (a terminal pair s, a) gives 1/(n T(y)) to every (state, "
+                 "token) on its path, T(y) being mdp.length at the terminal pair; walk from the last step up "
+                 "to the root with mdp.parent and mdp.last_token, as in exercise 02.1. No probability or "
+                 "D(x) weights, and a completion sampled twice counts twice."),
+          reread="notebook 10's section on occupancy and effective support from samples, and exercise 02.1",
+          forbid=("toyenv.core.estimate.empirical_occupancy", "toyenv.methods.token_targets",
+                  "toyenv.course.checks.nb10.empirical_occupancy_variant"),
+          own="spread each sample's weight over its path yourself")
 def check_empirical_occupancy(fn):
     from toyenv.core.estimate import empirical_occupancy
     from toyenv.core.exact import sample_pairs
@@ -146,8 +161,15 @@ def _ratio(n, c, k):
 
 
 @exercise("10.3", notebook=NB, title="The unbiased pass@k estimator",
-          start="Return 1 - C(n - c, k) / C(n, k): one minus the chance that k of the n samples, drawn "
-                "without replacement, are all incorrect (math.comb(n, k) is C(n, k)).")
+          hints=("Of the n samples, c are correct. If you pick k of the n at random, without replacement, "
+                 "what is the chance that none of the k is correct?",
+                 "The number of ways to choose k samples among the n - c incorrect ones, divided by the "
+                 "number of ways to choose k among all n, is the chance that all k are incorrect; the "
+                 "estimate is one minus it. Use exact integer binomial coefficients (math.comb): with n - c "
+                 "< k the ratio is 0 and the estimate 1, and a float C(5000, 2500) overflows."),
+          reread="notebook 10's section on pass@k from samples",
+          forbid=("toyenv.pass_at_k_unbiased", "toyenv.core.estimate.pass_at_k_estimator"),
+          own="compute the ratio of binomial coefficients yourself")
 def check_pass_at_k_unbiased(fn):
     from toyenv.core.estimate import pass_at_k_estimator
     cases = [Case("n = 40, c = 3, k = 10", (40, 3, 10)),
