@@ -4,6 +4,8 @@
     python -m toyenv.grade submissions/ --json grades.json   # ... and JSON for an LMS
     python -m toyenv.grade a.ipynb b.ipynb --format json --timeout 60 --jobs 2
     python -m toyenv.grade submissions/ --json -             # JSON on stdout, the table on stderr
+    python -m toyenv.grade submissions/ --shard 2/8 --json s2.json        # one of 8 machines
+    python -m toyenv.grade --merge s1.json s2.json ... s8.json --json all.json   # one report
 
 Each notebook is copied into its own temporary folder and executed there with nbclient (the
 original is never modified), with a per-cell time limit: a cell that runs longer is interrupted
@@ -28,7 +30,14 @@ match) whose check cell never ran is "not attempted"; a check cell that ran but 
 
 A notebook that raises, loops or is not a notebook at all gets a line saying so in the report,
 never a crash of the grader. The exit code is 0 unless the grader itself failed (no notebooks
-found, no kernel, a report path it refuses). Reports are never written over a notebook, an input
+found, no kernel, a report path it refuses, reports it cannot merge).
+
+A large class: ``--shard I/N`` grades the I-th of N contiguous, near-equal slices of the sorted list
+of notebooks (sorted by path as given, duplicates once), so N machines given the same paths grade
+every notebook exactly once; each shard's report records the split. ``--merge`` joins the shards'
+reports into the report the unsharded run would have written, and refuses a notebook graded twice,
+a missing or repeated shard, shards split from different lists, and reports of another format or
+another ``--timeout``. Reports are never written over a notebook, an input
 or a file that is not a report of this grader (``--force`` allows the last). Grading runs learners'
 code: do it in a container or an account you can spare (see the README for what is not defended).
 """
@@ -37,6 +46,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import hashlib
 import json
 import os
 import pathlib
@@ -495,12 +505,17 @@ def _grade_one(args):
 
 
 def grade(paths, *, registry: dict | None = None, timeout: float = 120, kernel: str = "python3",
-          jobs: int = 1, source=None) -> list[NotebookResult]:
+          jobs: int = 1, source=None, shard: tuple[int, int] | None = None) -> list[NotebookResult]:
     """Grade every notebook under ``paths`` (see find_notebooks), ``jobs`` at a time; ``source``:
-    folders of the course's own notebooks (see grade_notebook)."""
+    folders of the course's own notebooks (see grade_notebook); ``shard``: (i, n) grades only
+    shard i of n (see split_shard; it may be empty when there are fewer notebooks than shards)."""
     notebooks = find_notebooks(paths)
     if not notebooks:
         raise GraderError(f"no notebooks found in {', '.join(map(str, paths))}")
+    if shard is not None:
+        notebooks = split_shard(notebooks, *shard)
+        if not notebooks:
+            return []
     registry = load_registry() if registry is None else registry
     source = default_source_dirs() if source is None else [pathlib.Path(d) for d in source]
     work = [(p, registry, timeout, kernel, source) for p in notebooks]
@@ -515,11 +530,155 @@ def grade(paths, *, registry: dict | None = None, timeout: float = 120, kernel: 
     return results
 
 
+# --------------------------------------------------------------------------- shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 1 <= I <= N; ValueError naming the fix otherwise."""
+    m = re.fullmatch(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*", str(text))
+    if not m:
+        raise ValueError(f"--shard {text}: expected I/N, two whole numbers, e.g. --shard 1/4 for "
+                         f"the first of 4 shards")
+    i, n = int(m[1]), int(m[2])
+    if n < 1:
+        raise ValueError(f"--shard {text}: N, the number of shards, must be at least 1 "
+                         f"(--shard 1/1 grades everything)")
+    if not 1 <= i <= n:
+        zero = (" Shards are numbered from 1: with a Slurm job array use --array=1-N, in a CI "
+                "matrix list 1 ... N." if i == 0 else "")
+        raise ValueError(f"--shard {text}: I must be between 1 and N={n}; the {n} shards are "
+                         f"--shard 1/{n} ... --shard {n}/{n}.{zero}")
+    return i, n
+
+
+def shard_key(path) -> str:
+    """The order shards are cut from: the path as given, with forward slashes."""
+    return pathlib.PurePath(path).as_posix()
+
+
+def _unique_sorted(notebooks) -> list:
+    seen = {}
+    for p in notebooks:
+        seen.setdefault(shard_key(p), p)
+    return [seen[k] for k in sorted(seen)]
+
+
+def split_shard(notebooks, i: int, n: int) -> list:
+    """Shard ``i`` of ``n`` (1-based) of ``notebooks``: the sorted list (see shard_key; the same
+    path given twice counts once) cut into ``n`` contiguous slices whose sizes differ by at most
+    one. Contiguous, so a folder per learner spreads each learner's notebooks (light and heavy
+    ones alike) over few shards and every shard gets a mix. The shards of 1..n partition the list."""
+    parse_shard(f"{i}/{n}")
+    ordered = _unique_sorted(notebooks)
+    q, r = divmod(len(ordered), n)
+    start = (i - 1) * q + min(i - 1, r)
+    return ordered[start:start + q + (i <= r)]
+
+
+def shard_record(notebooks, i: int, n: int) -> dict:
+    """What a shard's report records of the split: its index, the number of shards, the number of
+    notebooks split and a digest of their sorted paths (shards of one split share the last two)."""
+    keys = [shard_key(p) for p in _unique_sorted(notebooks)]
+    digest = hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
+    return {"index": i, "count": n, "notebooks": len(keys), "inputs": f"sha256:{digest}"}
+
+
+def _result_from_json(d: dict) -> NotebookResult:
+    d = dict(d)
+    d.pop("summary", None)
+    exercises = [ExerciseResult(**e) for e in d.pop("exercises", [])]
+    return NotebookResult(**d, exercises=exercises)
+
+
+def merge_reports(paths) -> tuple[list[NotebookResult], float]:
+    """(results, timeout per cell) of the JSON reports at ``paths`` (shards of one run, and
+    ordinary reports if any), ordered as the shards cut them. GraderError, naming the files and
+    the fix, for a file that is not a report of this grader, a format other than this grader's,
+    different ``--timeout``s, a notebook in two reports, or shards that do not form one complete
+    split (a repeated or missing shard, shards split from different lists of notebooks)."""
+    paths = [pathlib.Path(p) for p in paths]
+    if not paths:
+        raise GraderError("--merge: give the JSON reports of the shards")
+    for a, p in enumerate(paths):
+        for q in paths[:a]:
+            if p.exists() and q.exists() and os.path.samefile(p, q):
+                raise GraderError(f"--merge: {p} is given twice ({q}); give each shard's report once")
+    reports = []
+    for p in paths:
+        if not is_report(p):
+            raise GraderError(f"--merge: {p} is not a JSON report of toyenv.grade (write each "
+                              f"shard's report with --json FILE, then merge those files)")
+        reports.append((p, json.loads(p.read_text(encoding="utf-8"))))
+    formats = {}
+    for p, r in reports:
+        formats.setdefault(r.get("format", 1), p)
+    if len(formats) > 1:
+        seen = ", ".join(f"{q} has format {f}" for f, q in formats.items())
+        raise GraderError(f"--merge: the reports have different formats ({seen}); re-grade the "
+                          f"older shards with this version of toyenv (format {REPORT_FORMAT})")
+    (fmt, p0), = formats.items()
+    if fmt != REPORT_FORMAT:
+        raise GraderError(f"--merge: the reports have format {fmt} ({p0}); this grader merges "
+                          f"format {REPORT_FORMAT}: re-grade with this version of toyenv")
+    timeouts = {}
+    for p, r in reports:
+        timeouts.setdefault(r.get("timeout_per_cell"), p)
+    if len(timeouts) > 1:
+        seen = ", ".join(f"{t} s in {q}" for t, q in timeouts.items())
+        raise GraderError(f"--merge: the reports were graded with different --timeout ({seen}); "
+                          f"grade every shard with the same --timeout")
+    shards = [(p, r["shard"]) for p, r in reports if r.get("shard") is not None]
+    if shards:
+        splits = {(s.get("count"), s.get("notebooks"), s.get("inputs")) for _, s in shards}
+        if len(splits) > 1:
+            seen = "; ".join(f"{p}: shard {s.get('index')}/{s.get('count')} of {s.get('notebooks')} "
+                             f"notebooks" for p, s in shards)
+            raise GraderError(f"--merge: these shards were split from different lists of notebooks "
+                              f"or into different numbers of shards ({seen}); grade every shard with "
+                              f"the same paths (relative ones, from the same folder) and the same N")
+        (count, total, _), = splits
+        where = {}
+        for p, s in shards:
+            if s.get("index") in where:
+                raise GraderError(f"--merge: {where[s['index']]} and {p} are both shard "
+                                  f"{s['index']}/{count}; give each shard's report once")
+            where[s.get("index")] = p
+        missing = [k for k in range(1, count + 1) if k not in where]
+        if missing:
+            names = ", ".join(f"--shard {k}/{count}" for k in missing)
+            raise GraderError(f"--merge: {len(missing)} of {count} shards are missing ({names}); "
+                              f"pass their reports too, or grade them first")
+        held = sum(len(r["notebooks"]) for _, r in reports if r.get("shard") is not None)
+        if held != total:
+            raise GraderError(f"--merge: the {count} shards hold {held} notebooks but were split "
+                              f"from {total}; re-grade the shards (was a report edited?)")
+    owner, results = {}, []
+    for p, r in reports:
+        for k, d in enumerate(r["notebooks"]):
+            if not isinstance(d, dict) or "path" not in d:
+                raise GraderError(f"--merge: {p}: notebook entry {k + 1} has no path; is it a "
+                                  f"report of toyenv.grade?")
+            if d["path"] in owner:
+                raise GraderError(f"--merge: {d['path']} is graded in both {owner[d['path']]} and "
+                                  f"{p}; each notebook must be in one report only (was a shard "
+                                  f"graded twice, or were the shards split from different lists?)")
+            owner[d["path"]] = p
+            try:
+                results.append(_result_from_json(d))
+            except TypeError as e:
+                raise GraderError(f"--merge: {p}: notebook entry {k + 1} ({d['path']}) is not in "
+                                  f"format {REPORT_FORMAT} ({e})") from e
+    results.sort(key=lambda res: shard_key(res.path))
+    (timeout, _), = timeouts.items()
+    return results, timeout
+
+
 # --------------------------------------------------------------------------- reports
 
 
-def to_json(results: list[NotebookResult], *, timeout: float) -> dict:
-    """The JSON report: per notebook, and a flat per-exercise list for an LMS import."""
+def to_json(results: list[NotebookResult], *, timeout: float, shard: dict | None = None) -> dict:
+    """The JSON report: per notebook, and a flat per-exercise list for an LMS import; a shard's
+    report also records the split (``shard``: see shard_record), which --merge checks."""
     notebooks = []
     for r in results:
         d = asdict(r)
@@ -530,8 +689,11 @@ def to_json(results: list[NotebookResult], *, timeout: float) -> dict:
     rows = [{"path": r.path, "notebook": r.notebook, "exercise": e.id, "title": e.title,
              "status": e.status, "message": e.message, "notebook_status": r.status}
             for r in results for e in r.exercises]
-    return {"grader": "toyenv.grade", "format": REPORT_FORMAT, "timeout_per_cell": timeout,
-            "notebooks": notebooks, "rows": rows}
+    report = {"grader": "toyenv.grade", "format": REPORT_FORMAT, "timeout_per_cell": timeout,
+              "notebooks": notebooks, "rows": rows}
+    if shard is not None:
+        report["shard"] = shard
+    return report
 
 
 def is_report(path) -> bool:
@@ -618,13 +780,22 @@ def format_table(results: list[NotebookResult]) -> str:
     return "\n".join(lines)
 
 
+def _shard_type(text):
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--shard ", "", 1)) from e
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m toyenv.grade",
         description="Run learners' notebooks in fresh kernels and report each exercise as "
-                    "passed / failed / not attempted. The notebooks are never modified.")
-    ap.add_argument("paths", nargs="+", help="notebooks, or folders searched for *.ipynb")
-    ap.add_argument("--timeout", type=float, default=120, help="seconds per cell (default 120)")
+                    "passed / failed / not attempted. The notebooks are never modified. "
+                    "With --merge: join the JSON reports of shards into one.")
+    ap.add_argument("paths", nargs="+", help="notebooks, or folders searched for *.ipynb "
+                                             "(with --merge: the shards' JSON reports)")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per cell (default 120)")
     ap.add_argument("--json", metavar="FILE",
                     help="also write the JSON report to FILE ('-': to stdout, the table to "
                          "stderr). Never a notebook or an input; an existing FILE must be a "
@@ -638,38 +809,73 @@ def main(argv=None) -> int:
     ap.add_argument("--source", metavar="DIR", action="append",
                     help="folder of the course's own notebooks whose check cells are restored "
                          "before grading (repeatable; default: solutions/, then notebooks/)")
+    ap.add_argument("--shard", metavar="I/N", type=_shard_type,
+                    help="grade only the I-th of N near-equal slices of the sorted notebooks "
+                         "(1 <= I <= N), for a job array or a CI matrix; merge the reports with "
+                         "--merge")
+    ap.add_argument("--merge", action="store_true",
+                    help="PATHS are JSON reports of shards (--shard I/N --json FILE): join them "
+                         "into one report, refusing overlaps, missing shards and mixed formats")
     ap.add_argument("--force", action="store_true",
                     help="let --json replace an existing file that is not a report of this grader "
                          "(never a notebook or an input)")
     args = ap.parse_args(argv)
-    if args.timeout <= 0:
+    if args.timeout is not None and args.timeout <= 0:
         ap.error(f"--timeout must be positive seconds, got {args.timeout}")
+    if args.merge:
+        given = [f"--{k}" for k in ("shard", "registry", "source", "timeout")
+                 if getattr(args, k) is not None]
+        if given:
+            ap.error(f"--merge joins finished reports; {', '.join(given)} belongs to the grading "
+                     f"runs that wrote them")
+        try:
+            if args.json:
+                check_output_path(args.json, args.paths, force=args.force)
+            results, timeout = merge_reports(args.paths)
+        except (GraderError, OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return _emit(args, results, to_json(results, timeout=timeout), list(args.paths))
+    timeout = 120 if args.timeout is None else args.timeout
+    shard = None
     try:
+        found = find_notebooks(args.paths)
+        inputs = list(args.paths) + found + ([args.registry] if args.registry else [])
         if args.json:                    # before grading: a refused path costs nothing
-            inputs = list(args.paths) + find_notebooks(args.paths)
-            inputs += [args.registry] if args.registry else []
             check_output_path(args.json, inputs, force=args.force)
-        results = grade(args.paths, registry=load_registry(args.registry), timeout=args.timeout,
-                        kernel=args.kernel, jobs=max(1, args.jobs), source=args.source)
+        if args.shard and found:
+            shard = shard_record(found, *args.shard)
+        results = grade(args.paths, registry=load_registry(args.registry), timeout=timeout,
+                        kernel=args.kernel, jobs=max(1, args.jobs), source=args.source,
+                        shard=args.shard)
     except (GraderError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = to_json(results, timeout=args.timeout)
+    return _emit(args, results, to_json(results, timeout=timeout, shard=shard), inputs)
+
+
+def _emit(args, results, report, inputs) -> int:
+    """Print and write ``report`` as --format / --json ask; the exit code."""
     text = json.dumps(report, indent=2)
+    table = format_table(results)
+    if report.get("shard"):
+        s = report["shard"]
+        table += (f"\nshard {s['index']}/{s['count']}: {len(results)} of the {s['notebooks']} "
+                  f"notebooks (merge the shards' reports with --merge)")
     if args.json == "-":                 # stdout is the report; the table goes to stderr
         print(text)
         if args.format == "table":
-            print(format_table(results), file=sys.stderr)
+            print(table, file=sys.stderr)
         return 0
     if args.json:
         try:
             check_output_path(args.json, inputs, force=args.force)   # again: grading took a while
             write_report(args.json, report)
         except (GraderError, OSError) as e:
-            print(format_table(results) if args.format == "table" else text)
+            print(table if args.format == "table" else text)
             print(f"error: {e}", file=sys.stderr)
             return 2
-    print(text if args.format == "json" else format_table(results))
+    print(text if args.format == "json" else table)
     return 0
 
 
