@@ -25,7 +25,7 @@ lab: install
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser-deps
-	MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
+	MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests $(NOTEBOOKS) \
 	    --nbval-lax --nbval-current-env -q
 
 # tests/test_browser.py drives Debian's chromium: installed here when missing (as root, apt-get,
