@@ -33,7 +33,7 @@ lab: install
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser-deps
-	TOYENV_CHROMIUM=$(CHROMIUM_BIN) MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope tests $(NOTEBOOKS) \
+	TOYENV_CHROMIUM=$(CHROMIUM_BIN) MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests $(NOTEBOOKS) \
 	    --nbval-lax --nbval-current-env -q
 
 # tests/test_browser.py drives Debian's chromium: installed here when missing (as root, apt-get,

@@ -2,9 +2,11 @@
 
 Synthetic notebooks (in a tmp folder, graded once per module, two at a time) cover a passing, a
 failing, a stub (the learner edition built by toyenv.build), an erroring, a looping, a silent and
-a broken notebook; then the course itself: every exercise passes on solutions/, none is attempted
-on notebooks/. The synthetic exercises are tests/grade_demo_checks.py (standard library only, so
-a kernel starts in a second); tests/test_grade_adversarial.py tries to fool the grader.
+a broken notebook. The course itself (every exercise passes on solutions/, none is attempted on
+notebooks/) is checked from nbval's run of each notebook, with the grader's parser: the
+``::exercises`` items of the repository's conftest.py. The synthetic exercises are
+tests/grade_demo_checks.py (standard library only, so a kernel starts in a second);
+tests/test_grade_adversarial.py tries to fool the grader.
 """
 import contextlib
 import json
@@ -188,36 +190,3 @@ def test_command_line(tmp_path, capsys):
     empty.mkdir()
     assert grade.main([str(empty)]) == 2
     assert "no notebooks found" in capsys.readouterr().err
-
-
-# ----------------------------------------------------------------------------- the course
-
-
-def _course(edition):
-    found = sorted((ROOT / edition).glob("*.ipynb"))
-    if not found:
-        pytest.skip(f"{edition}/ has no notebooks yet")
-    return found
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return grade.load_registry()
-
-
-def test_every_exercise_passes_on_solutions(registry):
-    results = grade.grade(_course("solutions"), registry=registry, timeout=300, jobs=2)
-    for r in results:
-        assert r.status == "ok", f"{r.path}: {r.problems}"
-        expected = {i for i, v in registry.items() if v["notebook"] == r.notebook}
-        assert {e.id for e in r.exercises} == expected
-        failing = [(e.id, e.status, e.message) for e in r.exercises if e.status != "passed"]
-        assert not failing, f"{r.path}: {failing}"
-
-
-def test_no_exercise_is_attempted_on_notebooks(registry):
-    results = grade.grade(_course("notebooks"), registry=registry, timeout=300, jobs=2)
-    for r in results:
-        assert r.status == "ok", f"{r.path}: {r.problems}"
-        attempted = [(e.id, e.status) for e in r.exercises if e.status != "not attempted"]
-        assert not attempted, f"{r.path}: {attempted}"

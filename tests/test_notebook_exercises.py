@@ -2,7 +2,7 @@
 stub is "not attempted", and each notebook checks exactly the exercises registered for it.
 
 Only the notebook's first code cell (its imports) and its exercise cells are executed, so this runs
-in seconds; nbval and the grader run the notebooks whole.
+in seconds; nbval runs the notebooks whole (conftest.py reads their exercise lines).
 """
 import json
 import pathlib
