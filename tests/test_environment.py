@@ -48,7 +48,7 @@ def test_readme_architecture_names_every_module():
     checks = [m for m in modules if m.startswith("course/checks/nb")]
     missing = [m for m in modules if m not in checks and f"`{m}`" not in section]
     assert not missing, f"add {missing} to the README's architecture table"
-    assert "`course/checks/nb00.py` … `course/checks/nb10.py`" in section and len(checks) == 11
+    assert "`course/checks/nb00.py` … `course/checks/nb11.py`" in section and len(checks) == 12
 
 
 def test_nothing_cites_a_document_the_learner_does_not_have():

@@ -2,7 +2,7 @@
 0.9 accepts unmodified, and whose autograder gives the solution full marks and the release zero.
 
 Layers: the exported metadata (every exercise an autograded answer and a test cell worth its
-points), nbgrader's own validator and solution-stripping over all 11 notebooks (no "Solution region
+points), nbgrader's own validator and solution-stripping over all 12 notebooks (no "Solution region
 detected in a non-solution cell"), then nbgrader's generate_assignment and autograde end to end on
 notebook 00 (the fastest) in a temporary course folder.
 """
@@ -66,7 +66,7 @@ def test_every_exercise_is_an_answer_cell_and_a_test_cell_worth_its_points(cours
 
 def test_nbgrader_validates_and_strips_every_exported_notebook(course):
     """nbgrader's metadata validator and its solution stripper (the step that refuses solutions/
-    as is) accept all 11 notebooks; the stripped version keeps no line of a solution."""
+    as is) accept all 12 notebooks; the stripped version keeps no line of a solution."""
     from nbgrader.nbgraderformat import MetadataValidator
     from nbgrader.preprocessors import ClearSolutions
 

@@ -1,4 +1,4 @@
-"""Exercise checks, one module per notebook (``nb00`` ... ``nb10``), on one framework (``framework``).
+"""Exercise checks, one module per notebook (``nb00`` ... ``nb11``), on one framework (``framework``).
 
 From a notebook::
 
@@ -11,4 +11,4 @@ Importing this package registers every exercise, in notebook order; ``EXERCISES`
 from .framework import (EXERCISES, STATUSES, Case, CheckResult, Delegated, Failed, Hint, NotAttempted,  # noqa: F401
                         check, compare, forbidden, hint,
                         describe_pair, exercise, exercises_of, parse_line)
-from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10  # noqa: F401,E402  register
+from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10, nb11  # noqa: F401,E402  register
