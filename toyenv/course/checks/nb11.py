@@ -173,11 +173,17 @@ def _triple(ans):
 
 
 @exercise("11.1", notebook=NB, title="Place a stage on the survey's axes",
-          start="Return (provenance, role, risk): provenance 'on-policy' only when trajectories == 'learner, "
-                "fresh every update', else 'off-policy' (ignore the evaluator); role 'consolidation' if "
-                "dg.evidence.get('retention', 0) >= 0.9, else 'no change' if dg.role == 'no change', else "
-                "'expansion' / 'reshaping' / 'mixed' from the two masses with toyenv.ROLE_RATIO; risk = "
-                "dg.attrition_risk.")
+          hints=("Three separate questions, each answered from a different input: whose trajectories updated "
+                 "the learner (not who scored them), which role the evidence points to, and whether anything "
+                 "useful left the support.",
+                 "Provenance is on-policy only when the learner's own, current samples were trained on; the "
+                 "evaluator never decides it. The role: consolidation when a teacher's behaviour was kept "
+                 "(retention at least 0.9), 'no change' when the diagnosis says so, otherwise compare the two "
+                 "masses with the course's threshold ROLE_RATIO (expansion, reshaping, or mixed in between). "
+                 "The risk is the diagnosis's attrition risk, never a role."),
+          reread="notebook 11's sections on the three layers and on Table 6 rebuilt from the course's runs",
+          forbid=("toyenv.course.checks.nb11.place_stage",),
+          own="read the provenance, role and risk off the inputs yourself")
 def check_place_stage(fn):
     cases = stages()
     truth = [place_stage(dg, t, e) for _, dg, t, e in cases]
@@ -256,9 +262,14 @@ def gap_cases() -> tuple:
 
 
 @exercise("11.2", notebook=NB, title="Which arm is off-policy? Read the generator gaps",
-          start="gaps is a dict {arm name: generator gap in nats}. Return (name of the arm with the largest gap, "
-                "name of the arm with the smallest gap): the largest gap trained furthest from the learner's "
-                "own current samples.")
+          hints=("The generator gap measures how far the policy that produced the training trajectories was "
+                 "from the learner being updated. Which end of that scale is off-policy?",
+                 "The arm with the largest gap trained furthest from its own current samples (the most "
+                 "off-policy); the arm with the smallest gap the closest (the most on-policy). Return their "
+                 "names, in that order."),
+          reread="notebook 11's section on Table 7 in one cell",
+          forbid=("toyenv.course.checks.nb11.read_case",),
+          own="compare the gaps yourself")
 def check_read_case(fn):
     cases = gap_cases()
     for name, gaps in cases:
