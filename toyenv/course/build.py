@@ -571,7 +571,7 @@ def export_nbgrader(dest: pathlib.Path, root: pathlib.Path | None = None, *,
 HANDOUT_FILES = ("pyproject.toml", "Makefile", "environment.yml", "README.md", ".gitignore",
                  "postBuild", "apt.txt", "runtime.txt", "requirements.txt", "overrides.json",
                  "jupyter_lab_config.py", "jupyter_server_config.py", "jupyter_notebook_config.py")
-HANDOUT_DIRS = ("binder", ".binder", ".jupyter")          # JupyterLab settings / Binder set-up
+HANDOUT_DIRS = ("binder", ".binder", ".jupyter", "lab-settings")   # JupyterLab settings / Binder set-up
 # Instructor tooling: it builds and grades, a learner needs neither (and the build names the fences).
 HANDOUT_EXCLUDED = ("toyenv/build.py", "toyenv/grade.py", "toyenv/course/build.py",
                     "toyenv/course/grade.py")
