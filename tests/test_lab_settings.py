@@ -95,3 +95,23 @@ def test_postbuild_copies_the_file_for_binder_and_conda(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "lab" / "settings" / "overrides.json").read_text() == SHIPPED.read_text()
     assert os.access(ROOT / "postBuild", os.X_OK), "repo2docker runs postBuild only if executable"
+
+
+def test_nbgrader_does_not_reach_the_learners_jupyterlab():
+    """nbgrader is installed for the instructors' tests; `make install` switches off its JupyterLab
+    extension and server extensions, so a learner sees no nbgrader menu, sidebar or buttons."""
+    import shutil
+    import subprocess
+    import sys
+    jupyter = pathlib.Path(sys.executable).with_name("jupyter")
+    if not jupyter.exists() or shutil.which("make") is None:
+        pytest.skip("needs the course's .venv (make install)")
+    lab = subprocess.run([str(jupyter), "labextension", "list"], capture_output=True, text=True)
+    line = next((l for l in (lab.stdout + lab.stderr).splitlines() if "@jupyter/nbgrader" in l and " v" in l), None)
+    if line is None:
+        pytest.skip("nbgrader is not installed in this environment")
+    assert "disabled" in line, f"run `make install`: {line.strip()}"
+    srv = subprocess.run([str(jupyter), "server", "extension", "list"], capture_output=True, text=True)
+    enabled = [l.strip() for l in (srv.stdout + srv.stderr).splitlines()
+               if l.strip().startswith("nbgrader.server_extensions") and "enabled" in l]
+    assert not enabled, f"run `make install`: {enabled}"
