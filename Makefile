@@ -16,8 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (toyenv)" >/dev/null
 	@# nbgrader (a test extra: tests/test_nbgrader.py) would add its menu, sidebar and buttons to every
 	@# learner's JupyterLab and slow its start; the course's environment keeps them off
-	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
-	for e in formgrader validate_assignment assignment_list course_list; do \
+	-$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
+	-for e in formgrader validate_assignment assignment_list course_list; do \
 	    $(VENV)/bin/jupyter server extension disable --sys-prefix nbgrader.server_extensions.$$e >/dev/null 2>&1; done
 	touch $@
 
