@@ -8,6 +8,8 @@ mistakes stay in that file.
 import re
 import sys
 
+import pytest
+
 from toyenv.course import checks
 from toyenv.course.checks import framework
 
@@ -43,6 +45,11 @@ def run(id, fn):
     return checks.check(id, fn, quiet=True)
 
 
+def is_value(id):
+    """A *predict* or *experiment* exercise: the answer is a value, the check runs no learner code."""
+    return checks.EXERCISES[id]["kind"] in framework.VALUE_KINDS
+
+
 class ExerciseContract:
     RIGHT: dict = {}
     DELEGATE: dict = {}
@@ -57,15 +64,21 @@ class ExerciseContract:
         assert res.status == "passed", res.message
         assert out == res.line() + "\n"
         assert out.startswith(f"[exercise {exercise_id}] passed: ")
+        assert checks.passed(exercise_id)
+        assert checks.EXERCISES[exercise_id]["points"] >= 1
+        if is_value(exercise_id):
+            return              # a value: no learner code runs inside the check, nothing to switch off
         # ... with the package functions that answer the exercise switched off, and back on afterwards
         assert checks.forbidden(exercise_id), f"exercise {exercise_id} switches off no package function"
         toyenv_attributes_are_the_originals(exercise_id)
 
     def test_stub_is_not_attempted_and_says_how_to_ask_for_a_hint(self, exercise_id, capsys):
-        res = checks.check(exercise_id, stub)
+        res = checks.check(exercise_id, None if is_value(exercise_id) else stub)
         assert res.status == "not attempted"
+        assert not checks.passed(exercise_id)
         assert capsys.readouterr().out.splitlines() == [res.line()]
-        assert "not implemented yet" in res.message and len(res.message) > 60
+        assert ("no answer yet" if is_value(exercise_id) else "not implemented yet") in res.message
+        assert len(res.message) > 60
         assert f'checks.hint("{exercise_id}")' in res.message
         rules = framework._RULES[exercise_id]
         shown = words(res.message)
@@ -94,6 +107,11 @@ class ExerciseContract:
         assert checks.hint(exercise_id, step=1, quiet=True).text == nudge.text      # shown again, on request
 
     def test_delegating_answer_fails_naming_the_function(self, exercise_id):
+        if is_value(exercise_id):        # a function computing the right value with the package fails
+            right = self.RIGHT[exercise_id]
+            res = run(exercise_id, lambda: right)
+            assert res.status == "failed" and "asks for a value" in res.message, res.line()
+            return
         assert exercise_id in self.DELEGATE, (f"add to DELEGATE an answer of {exercise_id} that calls the "
                                               "package function(s) the exercise is about")
         res = run(exercise_id, self.DELEGATE[exercise_id])
@@ -106,19 +124,34 @@ class ExerciseContract:
 
     def test_delegating_answer_is_right_when_nothing_is_switched_off(self, exercise_id, monkeypatch):
         """DELEGATE holds real answers, so the failure above is the switch and not a wrong answer."""
+        if is_value(exercise_id):
+            pytest.skip("a value answer calls nothing")
         monkeypatch.setattr(framework._RULES[exercise_id], "forbid", ())
         res = run(exercise_id, self.DELEGATE[exercise_id])
         assert res.passed, res.line()
 
+    def test_a_value_of_the_wrong_kind_is_a_readable_failure(self, exercise_id):
+        if not is_value(exercise_id):
+            pytest.skip("function answers: see the tests below")
+        for wrong in ("oops", object(), float("nan")):
+            res = run(exercise_id, wrong)
+            assert res.status == "failed" and "Traceback" not in res.message, res.line()
+
     def test_learner_exception_becomes_a_hint(self, exercise_id):
+        if is_value(exercise_id):
+            pytest.skip("a value answer runs no learner code")
         res = run(exercise_id, lambda *a, **k: {}["oops"])
         assert res.status == "failed"
         assert "your function raised KeyError" in res.message and " on " in res.message
 
     def test_forgot_return(self, exercise_id):
+        if is_value(exercise_id):
+            pytest.skip("a value answer runs no learner code")
         res = run(exercise_id, lambda *a, **k: None)
         assert res.status == "failed" and "forget to `return`" in res.message, res.message
 
     def test_a_result_instead_of_a_function(self, exercise_id):
+        if is_value(exercise_id):
+            pytest.skip("the answer is a value")
         res = run(exercise_id, 42)
         assert res.status == "failed" and "pass your function itself" in res.message

@@ -256,7 +256,9 @@ def test_markdown_answer_fence(tmp_path):
     ("def f():\n    return 1\n    ### END SOLUTION\n", "without a '### BEGIN SOLUTION'"),
     ("def f():\n    ### BEGIN SOLUTION\n    ### BEGIN SOLUTION\n    ### END SOLUTION\n",
      "inside the fence"),
-    ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "top level"),
+    ("### BEGIN SOLUTION\nprint(1)\n### END SOLUTION\n", "top level"),
+    ("### BEGIN SOLUTION\nx[0] = 1\n### END SOLUTION\n", "top level"),
+    ("### BEGIN SOLUTION\n# nothing\n### END SOLUTION\n", "assigns nothing"),
 ])
 def test_malformed_fences_name_the_file_and_cell(course, source, message):
     nb = solution_notebook([new_code_cell(source)])
@@ -353,3 +355,18 @@ def test_every_stub_names_the_exercise_its_check_cell_checks():
         calls = [m for c in nb.cells if c.cell_type == "code"
                  for m in re.findall(r'^checks\.check\("([0-9.]+)"', c.source, re.M)]
         assert stubs == calls, path.name
+
+
+def test_a_top_level_fence_of_answers_becomes_none_so_run_all_goes_on():
+    """A prediction or an experiment's choice: the learner edition assigns None (the check says
+    "not attempted") instead of a stub that would raise and stop Run All."""
+    src = ("# predict before running the next cell\n### BEGIN SOLUTION\npredicted_k = 299\n"
+           "# the pair you expect to leave\nleaves: tuple = (3, 1)\n### END SOLUTION\n"
+           "checks.check(\"07.3\", (predicted_k, leaves))")
+    nb = solution_notebook([new_code_cell(src)])
+    cell = build.learner_edition(nb, "07_x").cells[-1]
+    assert cell.source == ("# predict before running the next cell\n"
+                           "predicted_k = None  # YOUR ANSWER HERE (exercise 07.3)\n"
+                           "leaves = None  # YOUR ANSWER HERE (exercise 07.3)\n"
+                           "checks.check(\"07.3\", (predicted_k, leaves))")
+    assert "299" not in cell.source and "(3, 1)" not in cell.source

@@ -91,7 +91,8 @@ class TestEveryCheck(ExerciseContract):
 def test_registry_lists_every_check():
     assert set(RIGHT) <= set(checks.EXERCISES)
     for id, entry in checks.EXERCISES.items():
-        assert set(entry) == {"notebook", "title"}
+        assert set(entry) == {"notebook", "title", "kind", "points"}
+        assert entry["kind"] in checks.KINDS and entry["points"] >= 1
         assert entry["notebook"].startswith(id[:2]) and entry["title"]
     assert checks.exercises_of("02_occupancy_and_support") == ["02.1", "02.2"]
 
@@ -510,3 +511,66 @@ def test_every_forbidden_name_exists_and_is_a_function():
     for id in checks.EXERCISES:
         for name in checks.forbidden(id):
             assert isinstance(checks.framework._resolve(name), types.FunctionType), (id, name)
+
+
+# ----------------------------------------------------------------- value answers and training steps
+@pytest.fixture
+def scratch_exercises():
+    """Register throw-away exercises under notebook 99; the registry is restored afterwards."""
+    from toyenv.course.checks import framework
+    saved = [(d, dict(d)) for d in (framework.EXERCISES, framework._CHECKS, framework._RULES, framework._LAST)]
+    yield framework
+    for d, copy in saved:
+        d.clear()
+        d.update(copy)
+
+
+def test_a_prediction_is_a_value_and_none_is_not_attempted(scratch_exercises, capsys):
+    fw = scratch_exercises
+
+    @fw.exercise("99.1", notebook="99_scratch", title="predict a count", kind="predict",
+                 hints=("Think about how many states there are.", "Count the prefixes of every length."))
+    def _(value):
+        if int(value) != 7:
+            raise fw.Failed(f"you predicted {value}; the tree has 7 states")
+        return "7 states, as you predicted"
+
+    assert fw.EXERCISES["99.1"] == {"notebook": "99_scratch", "title": "predict a count", "kind": "predict",
+                                     "points": fw.DEFAULT_POINTS["predict"]}
+    for unanswered in (None, ..., (None, 3), {"k": None}):
+        res = fw.check("99.1", unanswered, quiet=True)
+        assert res.status == "not attempted" and 'checks.hint("99.1")' in res.message
+        assert "before running the cells below" in res.message
+    assert fw.check("99.1", 6, quiet=True).message == "you predicted 6; the tree has 7 states"
+    assert not fw.passed("99.1")
+    assert "asks for a value" in fw.check("99.1", lambda: 7, quiet=True).message
+    assert fw.check("99.1", 7).passed and fw.passed("99.1")
+    assert capsys.readouterr().out == "[exercise 99.1] passed: 7 states, as you predicted\n"
+
+
+def test_yours_or_reference_uses_the_learners_step_only_once_it_passed(scratch_exercises, capsys):
+    fw = scratch_exercises
+
+    @fw.exercise("99.2", notebook="99_scratch", title="a step", kind="step", points=3,
+                 hints=("What does one update change?", "Add one to the counter."))
+    def _(fn):
+        if fn(1) != 2:
+            raise fw.Failed("one step from 1 should give 2")
+        return "one step adds one"
+
+    def mine(x):
+        return x + 1
+
+    def reference(x):
+        return x + 1
+    assert fw.EXERCISES["99.2"]["points"] == 3
+    assert fw.yours_or_reference("99.2", mine, reference) is reference
+    assert "exercise 99.2 has not passed (not checked yet)" in capsys.readouterr().out
+    fw.check("99.2", lambda x: x, quiet=True)
+    assert fw.yours_or_reference("99.2", mine, reference) is reference
+    assert "exercise 99.2 has not passed (failed)" in capsys.readouterr().out
+    fw.check("99.2", mine, quiet=True)
+    assert fw.yours_or_reference("99.2", mine, reference) is mine
+    assert capsys.readouterr().out == "[using 99.2] yours (mine: exercise 99.2 passed)\n"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fw.exercise("99.3", notebook="99_scratch", title="x", kind="essay", hints=("a", "b"))

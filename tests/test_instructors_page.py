@@ -25,16 +25,16 @@ def points_table() -> str:
     sys.path.insert(0, str(ROOT))
     from toyenv.course.checks import EXERCISES
     key = lambda i: tuple(int(p) for p in i.split("."))      # noqa: E731
-    lines = ["| exercise | notebook | what the learner's function computes | points |",
-             "|---|---|---|---:|"]
+    lines = ["| exercise | notebook | kind | what the learner writes or decides | points |",
+             "|---|---|---|---|---:|"]
     total = 0
     for ex in sorted(EXERCISES, key=key):
         e = EXERCISES[ex]
         pts = int(e.get("points", 1))
         total += pts
         title = e["title"].replace("|", "\\|")
-        lines.append(f"| {ex} | `{e['notebook']}` | {title} | {pts} |")
-    lines.append(f"| **total** | {len({e['notebook'] for e in EXERCISES.values()})} notebooks | "
+        lines.append(f"| {ex} | `{e['notebook']}` | {e['kind']} | {title} | {pts} |")
+    lines.append(f"| **total** | {len({e['notebook'] for e in EXERCISES.values()})} notebooks | | "
                  f"{len(EXERCISES)} exercises | **{total}** |")
     return "\n".join(lines)
 

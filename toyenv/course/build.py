@@ -127,7 +127,11 @@ def _exercise_id(stem: str, cells, index: int, ordinal: int) -> str:
     """The id of the exercise fenced in cells[index]: the id of the first check call
     (``checks.check("02.1", fn)``) after it and before the next fenced cell, else named in the cell
     ("exercise 02.1"), else in the markdown cells just above it, else '<notebook number>.<ordinal>'.
-    The check call comes first because prose above an exercise may mention other exercises."""
+    The check call comes first because prose above an exercise may mention other exercises; a
+    check call in the fenced cell itself (a prediction checked where it is made) comes first of all."""
+    own = _CHECK_CALL.findall(_cell_source(cells[index]).split(END)[-1])
+    if own:
+        return own[0]
     for cell in cells[index + 1:]:
         if cell.get("cell_type") != "code":
             continue
@@ -190,6 +194,52 @@ def normalise(nb, stem: str):
                                "metadata": copy.deepcopy(NOTEBOOK_METADATA), "cells": cells})
 
 
+def _code_stub(ex: str) -> list[str]:
+    return ["# YOUR CODE HERE",
+            f'raise NotImplementedError("exercise {ex}: replace these lines with your code")']
+
+
+def answer_names(fenced: str, *, where: str = "cell") -> list[str]:
+    """The names a top-level fence assigns, in order: the answer of a *predict* or *experiment*
+    exercise (``predicted_k = 299``). Raises BuildError unless the fence holds only assignments
+    to plain names (and comments), since anything else would run, or fail, in the learner edition."""
+    import ast
+    try:
+        tree = ast.parse(fenced)
+    except SyntaxError as e:
+        raise BuildError(f"{where}: the top-level fence is not valid Python ({e.msg}, line {e.lineno})") from None
+    names = []
+    for stmt in tree.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+            [stmt.target] if isinstance(stmt, ast.AnnAssign) else None
+        if not targets or not all(isinstance(t, ast.Name) for t in targets):
+            raise BuildError(f"{where}: the fence is at top level, so its lines would run in the "
+                             "learner edition; a top-level fence may only assign the answer to names "
+                             "(`predicted_k = 299`), otherwise put the solution inside a function that "
+                             "the check calls (or tag the cell raises-exception)")
+        names += [t.id for t in targets if t.id not in names]
+    if not names:
+        raise BuildError(f"{where}: the top-level fence assigns nothing; put the answer in it "
+                         "(`predicted_k = 299`)")
+    return names
+
+
+def _stub_cell(source: str, ex: str, where: str, *, raises: bool = False) -> str:
+    """The learner's version of a fenced code cell. A fence inside a function becomes a stub that
+    raises NotImplementedError; a top-level fence of answer assignments (a prediction, an
+    experiment's choice) becomes ``name = None  # YOUR ANSWER HERE (exercise ex)``, so the cell
+    still runs and the check says "not attempted" (a cell tagged raises-exception gets the raising
+    stub even at top level)."""
+    lines = source.split("\n")
+    for begin, end, indent in reversed(fences(source, where=where)):
+        if indent == "" and not raises:
+            names = answer_names("\n".join(lines[begin + 1:end]), where=where)
+            lines[begin:end + 1] = [f"{n} = None  # YOUR ANSWER HERE (exercise {ex})" for n in names]
+        else:
+            lines[begin:end + 1] = [indent + s for s in _code_stub(ex)]
+    return "\n".join(lines)
+
+
 def learner_edition(nb, stem: str, *, source_name: str = ""):
     """The learner notebook for the solutions notebook ``nb`` (named ``stem``), with its build
     record. Raises BuildError for malformed fences, naming the file and the cell."""
@@ -203,16 +253,10 @@ def learner_edition(nb, stem: str, *, source_name: str = ""):
             regions = fences(cell.source, where=where)
             if not regions:
                 continue
-            if any(indent == "" for _, _, indent in regions) and \
-                    "raises-exception" not in cell.metadata.get("tags", []):
-                raise BuildError(f"{where}: the fence is at top level, so the stub would raise "
-                                 "when the cell runs and stop Run All; put the solution inside a "
-                                 "function that the check calls (or tag the cell raises-exception)")
             ordinal += 1
             ex = _exercise_id(stem, out.cells, i, ordinal)
-            stub = ["# YOUR CODE HERE",
-                    f'raise NotImplementedError("exercise {ex}: replace these lines with your code")']
-            cell.source = _strip_fences(cell.source, stub, where)
+            cell.source = _stub_cell(cell.source, ex, where,
+                                     raises="raises-exception" in cell.metadata.get("tags", []))
         elif cell.cell_type == "markdown":
             cell.source = _strip_fences(cell.source, ["YOUR ANSWER HERE"], where)
     out.metadata[RECORD] = {"generated_from": source_name or f"solutions/{stem}.ipynb",

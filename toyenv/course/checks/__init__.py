@@ -8,7 +8,7 @@ From a notebook::
 
 Importing this package registers every exercise, in notebook order; ``EXERCISES`` lists them.
 """
-from .framework import (EXERCISES, STATUSES, Case, CheckResult, Delegated, Failed, Hint, NotAttempted,  # noqa: F401
-                        check, compare, forbidden, hint,
+from .framework import (EXERCISES, KINDS, STATUSES, Case, CheckResult, Delegated, Failed, Hint,  # noqa: F401
+                        NotAttempted, check, compare, forbidden, hint, passed, yours_or_reference,
                         describe_pair, exercise, exercises_of, parse_line)
 from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10, nb11  # noqa: F401,E402  register

@@ -511,8 +511,33 @@ _NUDGE = ("Before writing code, say in one sentence what the function returns an
           "holds (print one, or its .shape); then find the definition it uses in the notebook above.")
 
 
+KINDS = {
+    "function": "write a function the check calls on its own cases",
+    "step": "write a training step that later cells use",
+    "predict": "predict, then run: commit a prediction before the cell that reveals the answer",
+    "experiment": "experiment: choose a setting, the check runs it exactly",
+}
+"""The kinds of exercise. *function* and *step* answers are functions; *predict* and *experiment*
+answers are values (a number, a choice, a tuple of them), None until the learner commits one."""
+VALUE_KINDS = ("predict", "experiment")
+DEFAULT_POINTS = {"function": 1, "step": 2, "predict": 1, "experiment": 2}
+
+
+def _unanswered(value) -> bool:
+    """A value answer the learner has not (fully) committed: None or ``...``, alone or inside a
+    tuple, list or dict (the learner edition stubs every answer name with None)."""
+    if value is None or value is Ellipsis:
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_unanswered(v) for v in value)
+    if isinstance(value, dict):
+        return any(_unanswered(v) for v in value.values())
+    return False
+
+
 def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, reread: str | None = None,
-             forbid: tuple = (), own: str | None = None, start: str | None = None):
+             forbid: tuple = (), own: str | None = None, start: str | None = None,
+             kind: str = "function", points: int | None = None):
     """Register a check under ``id`` ("NN.k", NN = the notebook's number).
 
     The decorated body takes the learner's function, raises :class:`Failed` (via
@@ -530,7 +555,15 @@ def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, 
             the two occupancies").
         start: the older one-line recipe; without ``hints`` it becomes the method hint (after a
             generic nudge). It is never printed before an attempt.
+        kind: one of :data:`KINDS`. The body of a *predict* or *experiment* check receives the
+            learner's value (never None: an unanswered value is "not attempted" before the body runs).
+        points: what the exercise is worth (nbgrader, the instructors' table); default by kind.
     """
+    if kind not in KINDS:
+        raise ValueError(f"exercise {id}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    points = DEFAULT_POINTS[kind] if points is None else int(points)
+    if points < 1:
+        raise ValueError(f"exercise {id}: points must be a positive integer, got {points!r}")
     if not re.fullmatch(r"\d\d\.\d+", id):
         raise ValueError(f"exercise ids look like '02.1' (notebook number, dot, exercise number), got {id!r}")
     if not notebook.startswith(id[:2]):
@@ -553,7 +586,17 @@ def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, 
     def register(body: Callable) -> Callable:
         @functools.wraps(body)
         def run(fn, *, quiet: bool = False) -> CheckResult:
-            if not callable(fn):
+            if kind in VALUE_KINDS and _unanswered(fn):
+                res = CheckResult(id, "not attempted",
+                                  "no answer yet (the answer above is still None): write your "
+                                  + ("prediction" if kind == "predict" else "choice")
+                                  + " in its place and run this cell again"
+                                  + (", before running the cells below" if kind == "predict" else "")
+                                  + f'. Stuck? checks.hint("{id}") gives a first hint, without the answer')
+            elif kind in VALUE_KINDS and callable(fn):
+                res = CheckResult(id, "failed", f"exercise {id} asks for a value (a number or a choice), "
+                                  f"not a function: assign your answer to the name the cell gives")
+            elif kind not in VALUE_KINDS and not callable(fn):
                 res = CheckResult(id, "failed", f"pass your function itself, e.g. check({id!r}, my_function), "
                                   f"not {type(fn).__name__} (a result of calling it)")
             else:
@@ -577,13 +620,14 @@ def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, 
                     _ACTIVE.remove(rules)
                     for g in outer:
                         g.suspended = False
+            _LAST[id] = res
             report_verdict(res.id, res.status, res.message)     # to toyenv.grade, if it runs us
             if not quiet:
                 print(res.line(), flush=True)
             return res
 
         run.exercise_id = id
-        EXERCISES[id] = {"notebook": notebook, "title": title}
+        EXERCISES[id] = {"notebook": notebook, "title": title, "kind": kind, "points": points}
         _CHECKS[id] = run
         _RULES[id] = rules
         return run
@@ -592,10 +636,38 @@ def exercise(id: str, *, notebook: str, title: str, hints: tuple | None = None, 
 
 
 def check(id: str, fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Run the check of exercise ``id`` on the learner's function ``fn``; print one line."""
+    """Run the check of exercise ``id`` on the learner's answer ``fn`` (a function, or for a
+    *predict* or *experiment* exercise a value); print one line."""
     if id not in _CHECKS:
         raise KeyError(f"no exercise {id!r}; known exercises: {', '.join(sorted(_CHECKS))}")
     return _CHECKS[id](fn, quiet=quiet)
+
+
+_LAST: dict[str, CheckResult] = {}
+"""id -> the latest verdict of its check in this kernel."""
+
+
+def passed(id: str) -> bool:
+    """Whether the latest check of exercise ``id`` in this kernel passed."""
+    if id not in _CHECKS:
+        raise KeyError(f"no exercise {id!r}; known exercises: {', '.join(sorted(_CHECKS))}")
+    res = _LAST.get(id)
+    return bool(res and res.passed)
+
+
+def yours_or_reference(id: str, yours, reference, *, quiet: bool = False):
+    """``yours`` if exercise ``id``'s check passed in this kernel, else ``reference``, saying which:
+    later cells of a notebook use the learner's training step once it is right, and the reference
+    step until then, so Run All works before the exercise is solved."""
+    if passed(id):
+        chosen, why = yours, f"yours ({getattr(yours, '__name__', 'your answer')}: exercise {id} passed)"
+    else:
+        status = _LAST[id].status if id in _LAST else "not checked yet"
+        chosen, why = reference, (f"the reference ({getattr(reference, '__name__', 'reference')}), because "
+                                  f"exercise {id} has not passed ({status}); solve it and re-run to use yours")
+    if not quiet:
+        print(f"[using {id}] {why}", flush=True)
+    return chosen
 
 
 # ------------------------------------------------------------------------------- hints on demand
