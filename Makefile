@@ -39,7 +39,7 @@ lab: install
 
 test: install browser-deps
 	TOYENV_CHROMIUM=$(CHROMIUM_BIN) MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests $(NOTEBOOKS) \
-	    --nbval-lax --nbval-current-env -q
+	    --nbval-lax --nbval-current-env -q --durations=25
 
 # tests/test_browser.py drives Debian's chromium: installed here when missing (as root, apt-get,
 # e.g. CI); elsewhere that one test skips and says why. Another Chromium or Chrome binary:

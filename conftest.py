@@ -6,6 +6,10 @@ about the whole course used to run both editions once more in fresh kernels; her
 item appended to nbval's notebook file, after its last cell: it runs on the same xdist worker
 (``--dist loadscope`` keeps a file's items together) and reads the outputs nbval recorded.
 
+``solutions/NN_name.ipynb::run_all_again``
+    Run All a second time in nbval's kernel: no error, and the checked key numbers again (see
+    RerunAfterNbval).
+
 ``<edition>/NN_name.ipynb::exercises`` (both editions)
     The exercise lines printed during nbval's run, read with the grader's own parser
     (``toyenv.grade.parse_verdicts``): on solutions/ every exercise registered for the notebook
@@ -17,6 +21,7 @@ item appended to nbval's notebook file, after its last cell: it runs on the same
 It needs nbval's run of every cell of the notebook in this session; when some cells were not run
 (deselected with -k, or nbval timed out), it fails and says so rather than check half a run.
 """
+import copy
 import pathlib
 import re
 
@@ -40,7 +45,7 @@ def _edition(parent):
 # after the other on one worker (~28 % of the time of all tests); then the slowest package tests;
 # then the notebooks; the rest in collection order.
 LONG_FIRST = ("tests/test_browser.py", "tests/test_phenomena_transfer.py",
-              "tests/test_course_claims_nb07_08.py", "tests/test_rerun.py", "solutions/",
+              "tests/test_course_claims_nb07_08.py", "solutions/",
               "notebooks/")
 
 
@@ -67,8 +72,12 @@ def pytest_collect_file(file_path, parent):
 def _with_items_after_nbval(nbfile, collect_cells):
     def collect():
         cells = list(collect_cells())
+        for c in cells:             # nbval coalesces stream outputs in place when it compares, so a
+            c.stored_outputs = copy.deepcopy(getattr(c.cell, "outputs", []))   # second comparison needs these
         yield from cells
         yield ExercisesAfterNbval.from_parent(nbfile, name="exercises", cells=cells)
+        if _edition(nbfile) == "solutions":
+            yield RerunAfterNbval.from_parent(nbfile, name="run_all_again", cells=cells)
     return collect
 
 
@@ -120,3 +129,24 @@ class ExercisesAfterNbval(_AfterNbval):
         else:
             attempted = {i: v for i, v in verdicts.items() if v[0] != "not attempted"}
             assert not attempted, f"{self.parent.name}: {attempted}"
+
+
+class RerunAfterNbval(_AfterNbval):
+    """solutions/: Run All a second time in nbval's kernel (the same kernel, not restarted): every
+    cell runs again without an error and the ``# NBVAL_CHECK_OUTPUT`` cells print the stored key
+    numbers again, so no cell depends on what an earlier run left behind (a policy trained in place,
+    a global random state, a cache that changes results). nbval's own cell items do the executing
+    and the comparing. (Before: tests/test_rerun.py ran each notebook twice in a kernel of its own.)"""
+
+    def runtest(self):
+        self._require_nbval_run()
+        for cell in self.cells:
+            if cell.options["skip"]:
+                continue
+            cell.cell.outputs = copy.deepcopy(cell.stored_outputs)
+            try:
+                cell.runtest()
+            except Exception as e:          # nbval's NbCellError: a mismatch or an error in the cell
+                detail = "\n".join(str(x) for x in getattr(cell, "comparison_traceback", []) or [])
+                pytest.fail(f"{self.parent.name}, second Run All in the same kernel, {cell.name}: "
+                            f"{type(e).__name__}: {e}\n{detail}", pytrace=False)
