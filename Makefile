@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
-# Learners on Linux outside this course's machines can avoid a multi-GB CUDA torch with
+# On Linux, PyPI's default torch wheel is the multi-GB CUDA build; the course needs only the CPU build
+# (see the comment above torch in pyproject.toml):
 #   make lab PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
 PIP_EXTRA ?=
 NOTEBOOKS = $(wildcard notebooks/*.ipynb) $(wildcard solutions/*.ipynb)

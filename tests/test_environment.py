@@ -71,3 +71,50 @@ def test_every_layer_is_installed_not_only_in_editable_mode():
     found = set(setuptools.find_packages(str(ROOT), **conf["packages"]["find"]))
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "toyenv").rglob("__init__.py")}
     assert on_disk <= found, f"not installed: {sorted(on_disk - found)}"
+
+
+def test_licence_is_mit_and_declared_as_spdx():
+    """LICENSE grants the MIT licence pyproject.toml declares, as an SPDX string (PEP 639: no
+    deprecation warning on install), with a setuptools that reads it."""
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Permission is hereby granted, free of charge" in text
+    assert "Copyright (c) 2026 the toyenv course authors" in text
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT" and pyproject["project"]["license-files"] == ["LICENSE"]
+    assert "setuptools>=77" in pyproject["build-system"]["requires"]
+    assert "these machines" not in (ROOT / "pyproject.toml").read_text()
+
+
+def test_citation_cff_names_the_course_and_the_survey():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    for key in ("cff-version", "message", "title", "authors", "type", "version", "license", "references"):
+        assert key in cff, f"CITATION.cff lacks {key}"
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["license"] == "MIT"
+    assert str(cff["version"]) == _source_version()
+    (survey,) = [r for r in cff["references"] if "2604.07941" in r.get("url", "")]
+    assert survey["title"].startswith("Large Language Model Post-Training")
+    assert survey["year"] == 2026 and len(survey["authors"]) == 13
+    assert {"family-names": "Zhao", "given-names": "Shiwan"} == survey["authors"][0]
+
+
+def _source_version() -> str:
+    return re.search(r'^__version__ = "([^"]+)"$', (ROOT / "toyenv" / "__init__.py").read_text(), re.M)[1]
+
+
+def test_version_has_one_source_and_the_changelog_follows_it():
+    """pyproject.toml reads the version from toyenv.__version__; CHANGELOG.md's top entry is it."""
+    import toyenv
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "toyenv.__version__"}
+    assert toyenv.__version__ == _source_version()
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    top = re.search(r"^## \[([^\]]+)\]", changelog, re.M)[1]
+    assert top == toyenv.__version__, f"CHANGELOG.md's top entry is {top}, toyenv.__version__ {toyenv.__version__}"
+
+
+def test_readme_links_licence_citation_and_changelog():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Licence and citation"):]
+    for target in ("LICENSE", "CITATION.cff", "CHANGELOG.md"):
+        assert f"]({target})" in section and (ROOT / target).is_file()

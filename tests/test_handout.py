@@ -11,6 +11,7 @@ import zipfile
 import nbformat
 import pytest
 
+from fresh_venv import clean_env, fresh_venv, run_isolated
 from toyenv.course import build
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_handout_has_the_course_and_none_of_its_answers(handout):
     names = {n.split("/", 1)[1] for n in files}
     assert all(n.startswith("course/") for n in files)
     for need in ("pyproject.toml", "Makefile", "environment.yml", "README.md", "toyenv/__init__.py",
-                 "toyenv/course/checks/framework.py"):
+                 "toyenv/course/checks/framework.py", "LICENSE", "CITATION.cff", "CHANGELOG.md"):
         assert need in names
     assert {f"notebooks/{p.name}" for p in SOLUTIONS} <= names
     # withheld: the instructor edition, the tests with a RIGHT table, the build and grade tools
@@ -80,7 +81,13 @@ def test_handout_tests_collect_without_the_withheld_files(handout, tmp_path):
 @pytest.mark.slow
 def test_handout_installs_in_a_fresh_venv_and_runs_notebook_00(handout, tmp_path):
     """Unzip, `python -m venv .venv`, `pip install -e ".[lab]"` and register the kernel (the
-    README's pip lines), then run notebooks/00 top to bottom in that kernel with nbclient."""
+    README's pip lines), then run notebooks/00 top to bottom in that kernel with nbclient.
+
+    The fresh venv sees this environment's packages through a .pth file (tests/fresh_venv.py), so
+    pip resolves every requirement of the handout's pyproject.toml and finds the ones this
+    environment already has satisfied instead of unpacking torch & co. again (minutes); it still
+    builds and installs the handout's toyenv, and anything the handout needs beyond this
+    environment would be installed into the venv."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
@@ -89,10 +96,9 @@ def test_handout_installs_in_a_fresh_venv_and_runs_notebook_00(handout, tmp_path
     with zipfile.ZipFile(zip_path) as z:
         z.extractall(tmp_path)
     course = tmp_path / "course"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    py = course / ".venv" / "bin" / "python"
-    for cmd in ([sys.executable, "-m", "venv", ".venv"],
-                [str(py), "-m", "pip", "install", "--quiet", "-e", ".[lab]"],
+    env = clean_env()
+    py = fresh_venv(course / ".venv", cwd=course)          # python -m venv .venv, + the .pth
+    for cmd in ([str(py), "-m", "pip", "install", "--quiet", "-e", ".[lab]"],
                 [str(py), "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3",
                  "--display-name", "Python 3 (toyenv)"]):
         run = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=1500)
@@ -110,3 +116,6 @@ def test_handout_installs_in_a_fresh_venv_and_runs_notebook_00(handout, tmp_path
     text = "".join(o.get("text", "") for o in out if o.output_type == "stream")
     assert "[exercise 00.1] not attempted" in text           # the learner edition's stub, run through
     assert str(course / "toyenv") in text                     # the handout's package, in its venv
+    # the handout's toyenv is installed in the venv itself, not seen through the .pth file
+    assert run_isolated(py, "import importlib.metadata as m, sys; print(m.distribution('toyenv').locate_file(''))",
+                        cwd=tmp_path).strip().startswith(str(course / ".venv"))

@@ -21,6 +21,9 @@ Glossary (used in names, docstrings and shape comments):
     d       occupancy d(s, a) (Eq. 2)   beta   KL weight
     reach   P(prefix s is visited | x)  terminal pair  the (s, a) whose token ends a trajectory
 """
+# the one place the version is written: pyproject.toml reads it, CHANGELOG.md's top entry matches it
+__version__ = "0.1.0"
+
 from .core.tree import TokenMDP, tree_size
 from .core.policies import Policy, TabularPolicy, TransformerPolicy
 from .core.presets import describe, make, presets
@@ -56,4 +59,3 @@ __all__ = [
     "success_value", "pass_at_k", "pass_at_k_unbiased", "distinct_correct", "kl", "entropy",
     "sample_pairs", "role_of", "ROLE_RATIO", "held_out_attrition", "informative_group_prob", "support_sets",
 ]
-__version__ = "0.1.0"

@@ -613,6 +613,7 @@ def export_nbgrader(dest: pathlib.Path, root: pathlib.Path | None = None, *,
 
 # What a learner needs besides the package and notebooks/: set-up files, when present.
 HANDOUT_FILES = ("pyproject.toml", "Makefile", "environment.yml", "README.md", ".gitignore",
+                 "LICENSE", "CITATION.cff", "CHANGELOG.md",
                  "postBuild", "apt.txt", "runtime.txt", "requirements.txt", "overrides.json",
                  "jupyter_lab_config.py", "jupyter_server_config.py", "jupyter_notebook_config.py")
 HANDOUT_DIRS = ("binder", ".binder", ".jupyter", "lab-settings")   # JupyterLab settings / Binder set-up
