@@ -293,3 +293,42 @@ def test_08_on_policy_default_loss_is_forward_kl_on_the_students_states(nb08):
     assert rev_on_student == pytest.approx(toyenv.kl(student, teacher), rel=1e-6)
     assert abs(fwd_on_student - toyenv.kl(student, teacher)) > 0.01 * toyenv.kl(student, teacher)
     assert abs(fwd_on_student - toyenv.kl(teacher, student)) > 0.01 * toyenv.kl(teacher, student)
+
+
+# 08 §8: consolidation's four forms (§3.4), the notebook's call: handoffs.consolidation_forms()
+@pytest.fixture(scope="module")
+def forms():
+    from toyenv.analysis import handoffs
+    with single_thread():
+        return handoffs.consolidation_forms()
+
+
+def test_08_consolidation_four_forms_keep_at_least_98_percent(forms):
+    """08 §8: every form reaches at least 98% of its teacher's success; retention brings family A back
+    from 0.67 to 0.91 (the checkpoint's level) while B stays at 0.52; transfer 0.33 -> 0.98 (teacher
+    0.97); amortisation 0.02 -> 0.655 without the hint (teacher 0.656)."""
+    rows = forms.rows
+    assert list(rows) == ["retention", "transfer", "amortisation", "compression d8x1", "compression d4x1"]
+    assert min(r["retention"] for r in rows.values()) >= 0.98
+    ret = rows["retention"]
+    assert ret["student_before"] == pytest.approx(0.67, abs=0.005)
+    assert ret["student_after"] == pytest.approx(0.91, abs=0.005) and ret["teacher_success"] == pytest.approx(0.91, abs=0.005)
+    assert ret["other_before"] == pytest.approx(0.52, abs=0.005) and abs(ret["other_after"] - ret["other_before"]) < 0.005
+    tr = rows["transfer"]
+    assert tr["student_before"] == pytest.approx(0.33, abs=0.005) and tr["student_after"] == pytest.approx(0.98, abs=0.005)
+    assert tr["teacher_success"] == pytest.approx(0.97, abs=0.005)
+    am = rows["amortisation"]
+    assert am["student_before"] == pytest.approx(0.02, abs=0.005)
+    assert am["student_after"] == pytest.approx(0.655, abs=0.0005) and am["teacher_success"] == pytest.approx(0.656, abs=0.0005)
+
+
+def test_08_compression_loss_shows_in_kl_before_success(forms):
+    """08 §8: the transfer teacher (26,148 parameters) compressed into 1,060 and 340 parameters keeps
+    100% and 98% of its success; the smaller student's KL to the teacher is more than eight times larger
+    (0.049 against 0.006 nats)."""
+    big, small = forms.rows["compression d8x1"], forms.rows["compression d4x1"]
+    assert big["teacher_params"] == small["teacher_params"] == 26148
+    assert (big["student_params"], small["student_params"]) == (1060, 340)
+    assert big["retention"] == pytest.approx(1.0, abs=0.005) and small["retention"] == pytest.approx(0.98, abs=0.005)
+    assert big["kl_to_teacher"] == pytest.approx(0.006, abs=0.0005) and small["kl_to_teacher"] == pytest.approx(0.049, abs=0.0005)
+    assert small["kl_to_teacher"] > 8 * big["kl_to_teacher"]

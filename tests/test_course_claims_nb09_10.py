@@ -295,3 +295,114 @@ def test_10_crossover_seen_by_sampling_but_not_the_tail():
     assert estimate.sampled_pass_at_k(rl, 256, 256, seed=0) < toyenv.pass_at_k(rl, 256) - 0.02
     assert toyenv.pass_at_k(rl, 256) < toyenv.pass_at_k(rl, 1000) < toyenv.pass_at_k(rl, 4096) - 0.05
     assert toyenv.pass_at_k(rl, 4096) > 0.95
+
+
+# =========================================================================================== 09 §9
+# Handoffs (Table 5, §6.4): the notebook's calls, toyenv.analysis.handoffs at its defaults.
+@pytest.fixture(scope="module")
+def ho():
+    from toyenv.analysis import handoffs
+    from toyenv.methods.fit import single_thread
+    with single_thread():
+        return dict(pref=handoffs.sft_then_dpo(), spec=handoffs.specialists(), gi=handoffs.gradient_interference(),
+                    ev=handoffs.evaluator_inconsistency(), cal=handoffs.calibration(), mm=handoffs.stage_mismatch())
+
+
+def test_09_9_1_sft_then_dpo(ho):
+    """09 §9.1: SFT expansion-dominant (0.000 -> 0.035, 12 pairs enter, pass@256 1.00); DPO on its 7
+    pairs reshaping-dominant (no pair enters, 0.035 -> 0.47); DPO from the base forms no pair (every
+    candidate fails) and is "no change"."""
+    r = ho["pref"]
+    sft, dpo = r.report["SFT"], r.report["DPO"]
+    assert sft.diagnosis.role == "expansion-dominant" and int(sft.expanded.sum()) == 12
+    assert r.success["base"] < 5e-4 and r.success["after SFT"] == pytest.approx(0.035, abs=0.0005)
+    assert r.pass_large["after SFT"] > 0.995
+    assert r.pairs == {"after SFT": 7, "base": 0}
+    assert dpo.diagnosis.role == "reshaping-dominant" and int(dpo.expanded.sum()) == 0
+    assert r.success["after SFT->DPO"] == pytest.approx(0.47, abs=0.005)
+    assert r.roles["DPO alone"] == "no change" and r.success["DPO alone"] == r.success["base"]
+    mdp = toyenv.make("hidden-path")                  # "every candidate fails": base success ~ 4e-6 per prompt
+    assert toyenv.success_prob(mdp.base_policy()).max() < 1e-4
+
+
+def test_09_9_2_specialists_distilled_keep_995_merged_93_94(ho):
+    """09 §9.2: each specialist 0.99 on its family, < 0.01 on the other; the student keeps 99.5% of both
+    at KL 0.001 and every pair and completion of the routed specialists (eps 1e-3), adding none; the
+    merge keeps 93-94% at KL 0.22, loses 9 of the 44 completions, adds 24 pairs, and still beats either
+    specialist on the family it was not trained for."""
+    s = ho["spec"]
+    fs = s.family_success
+    assert fs["specialist A"][0] == pytest.approx(0.99, abs=0.005) and fs["specialist B"][1] == pytest.approx(0.99, abs=0.005)
+    assert fs["specialist A"][1] < 0.01 and fs["specialist B"][0] < 0.01
+    assert s.retention["student"] == pytest.approx([0.995, 0.995], abs=0.0015)
+    assert s.kl_to_teacher["student"] == pytest.approx(0.001, abs=0.0005)
+    assert all(0.925 <= v < 0.945 for v in s.retention["merged"])
+    assert s.kl_to_teacher["merged"] == pytest.approx(0.22, abs=0.005)
+    router = s.policies["router"]
+    st = toyenv.support_change(router, s.policies["student"], 1e-3).counts()
+    mg = toyenv.support_change(router, s.policies["merged"], 1e-3).counts()
+    assert (st["shared"], st["attrited"], st["traj_shared"], st["traj_attrited"], st["expanded"]) == (24, 0, 44, 0, 0)
+    assert (mg["shared"], mg["attrited"], mg["traj_shared"], mg["traj_attrited"], mg["expanded"]) == (24, 0, 35, 9, 24)
+    assert min(fs["merged"]) > max(fs["specialist A"][1], fs["specialist B"][0])
+
+
+def test_09_9_3_gradient_interference(ho):
+    """09 §9.3: transformer: RL on A takes B from 0.90 to 0.14, below the base's 0.33 (more than the
+    whole gain), cosine -0.44; tabular: B keeps exactly 0.79, cosine exactly 0."""
+    tf, tab = ho["gi"].rows["transformer"], ho["gi"].rows["tabular"]
+    assert tf["b_base"] == pytest.approx(0.33, abs=0.005) and tf["b_after_sft"] == pytest.approx(0.90, abs=0.005)
+    assert tf["b_after_rl"] == pytest.approx(0.14, abs=0.005) and tf["b_after_rl"] < tf["b_base"]
+    assert tf["gain_lost"] > 1.0 and tf["a_after_rl"] > 0.95
+    assert tf["cosine"] == pytest.approx(-0.44, abs=0.005)
+    assert tab["b_after_rl"] == tab["b_after_sft"] and tab["b_after_sft"] == pytest.approx(0.79, abs=0.005)
+    assert tab["cosine"] == 0.0
+
+
+def test_09_9_4_evaluator_inconsistency(ho):
+    """09 §9.4: section 7's reward model; it orders only 60% of verifier-separable base pairs like the
+    verifier and ranks a wrong completion top on every prompt; verifier -> proxy: gold 0.99 -> 0.003
+    while the proxy climbs 0.87 -> 1.25; proxy -> verifier: gold 0.002, then 0.36 against 0.99 for the
+    verifier stage alone."""
+    ev = ho["ev"]
+    ts = toyenv.make("two-skills")
+    rm = toyenv.reward_model(ts.base_policy(), n_pairs=256, seed=0)            # section 7's cell
+    np.testing.assert_array_equal(ev.reward_model.weights, rm.weights)
+    assert 1 - ev.disagreement["base"] == pytest.approx(0.60, abs=0.005) and ev.top_wrong == 1.0
+    vp, pv, v = ev.orders["verifier->proxy"], ev.orders["proxy->verifier"], ev.orders["verifier only"]
+    assert vp["gold"][1] == pytest.approx(0.99, abs=0.005) and vp["gold"][2] == pytest.approx(0.003, abs=0.001)
+    assert vp["proxy"][1] == pytest.approx(0.87, abs=0.005) and vp["proxy"][2] == pytest.approx(1.25, abs=0.005)
+    assert pv["gold"][1] == pytest.approx(0.002, abs=0.001) and pv["gold"][2] == pytest.approx(0.36, abs=0.005)
+    assert v["gold"][1] == pytest.approx(0.99, abs=0.005)
+
+
+def test_09_9_5_calibration_too_weak_costs_most_narrow_costs_diversity(ho):
+    """09 §9.5: too weak (0 or 10 SFT updates): RL ends below 0.01, > 99% of its groups without signal;
+    100 updates: 0.997. Many-paths: success > 0.99 and pass@256 1.000 everywhere; RL after one-answer
+    SFT keeps 16 (20 updates) or 8 = one per prompt (200 updates) of the 20 correct answers, after
+    every-answer SFT all 20 at both strengths; RL never brings back answers SFT squeezed out."""
+    rows = {(r["demos"], r["sft_steps"]): r for r in ho["cal"].rows}
+    for n in (0, 10):
+        assert rows[("hidden path", n)]["success_rl"] < 0.01 and rows[("hidden path", n)]["zero_variance"] > 0.99
+    assert rows[("hidden path", 100)]["success_rl"] == pytest.approx(0.997, abs=0.0005)
+    mp = toyenv.make("many-paths")
+    n_correct = int((mp.rewards > 0).sum())
+    assert n_correct == 20 and mp.num_prompts == 8
+    many = [rows[(d, n)] for d in ("one answer", "every answer") for n in (20, 200)]
+    for r in many:
+        assert r["success_rl"] > 0.99 and r["pass_large_rl"] > 0.9995
+        assert r["distinct_rl"] <= r["distinct_sft"]
+    assert rows[("one answer", 20)]["distinct_rl"] == 16 and rows[("one answer", 200)]["distinct_rl"] == mp.num_prompts
+    assert rows[("every answer", 20)]["distinct_rl"] == rows[("every answer", 200)]["distinct_rl"] == n_correct
+
+
+def test_09_9_6_stage_mismatch(ho):
+    """09 §9.6: all of the mismatched stage's tokens on states the deployed learner never visits, bare
+    success exactly unchanged at 0.019, KL exactly 0, hinted 0.66 -> 0.99; matched: bare 0.02 -> 0.95,
+    2% of the learner's occupancy on states no demonstration covers."""
+    mm, ok = ho["mm"].rows["mismatched"], ho["mm"].rows["matched"]
+    assert mm["data_off_learner"] == 1.0
+    assert mm["bare_success"][1] == mm["bare_success"][0] == pytest.approx(0.019, abs=0.0005)
+    assert mm["kl_to_start"] == 0.0
+    assert mm["hinted_success"][0] == pytest.approx(0.66, abs=0.005) and mm["hinted_success"][1] == pytest.approx(0.99, abs=0.005)
+    assert ok["bare_success"][0] == pytest.approx(0.02, abs=0.005) and ok["bare_success"][1] == pytest.approx(0.95, abs=0.005)
+    assert ok["learner_off_data"] == pytest.approx(0.02, abs=0.005)

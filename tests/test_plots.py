@@ -443,3 +443,40 @@ def test_handoff_from_a_pipeline_report(hidden):
     assert rows[1]["kl_prev"] == pytest.approx(h.kl_to_previous) and rows[1]["kl_base"] == pytest.approx(h.kl_to_base)
     art = plots.plot_handoff(report, new_ax(10, 4))
     assert [b.get_height() for b in art.expanded_bars] == pytest.approx([0, h.expanded.sum()])
+
+
+def test_family_success_bars():
+    vals = {"base": [0.33, 0.33], "specialist A": [0.99, 0.01], "student": [0.98, 0.97]}
+    art = plots.plot_family_success(vals, new_ax())
+    assert art.labels == list(vals) and art.values.shape == (3, 2)
+    assert list(art.bars) == ["family A", "family B"]
+    assert [b.get_height() for b in art.bars["family A"]] == pytest.approx([0.33, 0.99, 0.98])
+    assert [b.get_height() for b in art.bars["family B"]] == pytest.approx([0.33, 0.01, 0.97])
+    assert [t.get_text() for t in art.ax.get_xticklabels()] == list(vals)
+    draw(art.ax)
+    art = plots.plot_family_success({"x": [0.5]}, new_ax(), families=["only"])
+    assert list(art.bars) == ["only"]
+    with pytest.raises(TypeError, match="non-empty dict"):
+        plots.plot_family_success([[0.1, 0.2]], new_ax())
+    with pytest.raises(ValueError, match="one success value per family"):
+        plots.plot_family_success({"a": [0.1, 0.2], "b": [0.3]}, new_ax())
+    with pytest.raises(ValueError, match="families"):
+        plots.plot_family_success({"a": [0.1, 0.2]}, new_ax(), families=["A"])
+
+
+def test_gold_proxy_lines_on_two_axes():
+    orders = {"verifier->proxy": {"gold": [0.3, 0.99, 0.0], "proxy": [0.6, 0.87, 1.25]},
+              "verifier only": {"gold": [0.3, 0.99], "proxy": [0.6, 0.87]}}
+    ax = new_ax()
+    art = plots.plot_gold_proxy(orders, ax)
+    assert art.ax is ax and art.proxy_ax is not ax and art.proxy_ax in ax.figure.axes
+    np.testing.assert_allclose(art.gold_lines["verifier->proxy"].get_ydata(), [0.3, 0.99, 0.0])
+    np.testing.assert_allclose(art.proxy_lines["verifier->proxy"].get_ydata(), [0.6, 0.87, 1.25])
+    np.testing.assert_allclose(art.gold_lines["verifier only"].get_xdata(), [0, 1])
+    assert art.gold_lines["verifier only"].get_linestyle() == "-" and art.proxy_lines["verifier only"].get_linestyle() == "--"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["start", "after stage 1", "after stage 2"]
+    draw(ax)
+    with pytest.raises(TypeError, match="non-empty dict"):
+        plots.plot_gold_proxy({}, new_ax())
+    with pytest.raises(ValueError, match="equal length"):
+        plots.plot_gold_proxy({"a": {"gold": [0.1, 0.2], "proxy": [0.3]}}, new_ax())

@@ -461,11 +461,15 @@ class CalibrationResult:
 
     def summary(self) -> str:
         lines = ["Stage-transition calibration: SFT too weak, too strong, too narrow, then the same RL (survey §6.4)",
-                 f"  {'world':<12}{'demos':<14}{'SFT steps':>10}{'success':>18}{'pass@256':>18}{'distinct':>12}"]
+                 f"  {'world':<12}{'demos':<14}{'SFT steps':>10}{'success':>18}{'pass@256':>18}{'distinct':>12}"
+                 f"{'RL groups without signal':>27}"]
         for r in self.rows:
             lines.append(f"  {r['world']:<12}{r['demos']:<14}{r['sft_steps']:>10}"
                          f"{r['success_sft']:>9.3f} -> {r['success_rl']:.3f}{r['pass_large_sft']:>9.3f} -> "
-                         f"{r['pass_large_rl']:.3f}{r['distinct_sft']:>6} -> {r['distinct_rl']}")
+                         f"{r['pass_large_rl']:.3f}{r['distinct_sft']:>6} -> {r['distinct_rl']:<3}"
+                         f"{r['zero_variance']:>26.1%}")
+        lines.append(f"  (distinct: correct completions with probability >= {self.eps:g}, summed over prompts; "
+                     "columns: after SFT -> after RL)")
         return "\n".join(lines)
 
     __str__ = summary

@@ -12,6 +12,9 @@ Every figure shows one of the survey's distribution-level objects, computed exac
 - :func:`plot_history` — training curves from ``run.history``.
 - :func:`plot_kl_reward` — the KL-reward frontier (§5.1, over-optimisation ref [98]).
 - :func:`plot_handoff` — what each pipeline stage gained, kept and lost (§6.2-6.4).
+- :func:`plot_family_success` — success per task family for several policies (attrition through shared
+  parameters, specialists and their consolidation; §6.2-6.4).
+- :func:`plot_gold_proxy` — gold (verifier) and proxy (learned reward) after each stage (§6.4).
 
 Conventions. A function never touches pyplot state except to create a figure when ``ax`` is None,
 and never writes files. The returned dataclass holds the artists (so tests can check them and widgets
@@ -1241,3 +1244,103 @@ def plot_handoff(report, ax=None, *, title=None) -> HandoffArtists:
         p.set_xlabel("pipeline stage")
     ax.set_title(title or "Pipeline handoff: gained, kept, lost (§6.2–6.4)", fontsize=10)
     return HandoffArtists(panels, sb, eb, ab, pb, bb, stages, rows)
+
+
+# ================================================================================= per-family success
+@dataclass(eq=False)
+class FamilyArtists:
+    ax: Any
+    bars: dict                      # family name -> BarContainer (one bar per policy)
+    labels: list                    # the policies, left to right
+    values: np.ndarray              # [policy, family] success
+    title: Any = None
+
+
+def plot_family_success(values, ax=None, *, families=None, title=None) -> FamilyArtists:
+    """Success on each task family, side by side for several policies (two-skills: families A and B).
+
+    ``values``: a dict ``label -> [success on family 0, success on family 1, ...]`` (e.g. the
+    ``family_success`` of :func:`toyenv.analysis.handoffs.specialists`), in the order to draw.
+    ``families``: the family names (default "family A", "family B", ...). One group of bars per
+    policy, one colour per family: a stage that raises one family and lowers the other (attrition
+    through shared parameters, §3.3.4, §6.4) shows as bars that swap heights.
+    """
+    if not isinstance(values, dict) or not values:
+        raise TypeError("values must be a non-empty dict label -> [success per family], e.g. "
+                        "{'base': [0.33, 0.33], 'after SFT on B': [0.01, 0.90]}")
+    labels = [str(k) for k in values]
+    rows = [np.atleast_1d(np.asarray(v, float)) for v in values.values()]
+    if len({r.shape for r in rows}) != 1 or rows[0].ndim != 1:
+        raise ValueError("every policy needs one success value per family, the same number for all")
+    vals = np.vstack(rows)
+    n_fam = vals.shape[1]
+    families = [f"family {chr(65 + i)}" for i in range(n_fam)] if families is None else [str(f) for f in families]
+    if len(families) != n_fam:
+        raise ValueError(f"families names {len(families)} families, the values have {n_fam}")
+    ax = _new_ax(ax, (max(5.0, 1.3 * len(labels) + 2.0), 3.4))
+    x = np.arange(len(labels))
+    w = 0.8 / n_fam
+    colors = [PALETTE[c] for c in ("blue", "orange", "green", "purple", "sky", "vermillion")]
+    hatches = ["", "//", "..", "xx", "\\\\", "++"]
+    bars = {}
+    for j, fam in enumerate(families):
+        xs = x - 0.4 + w * (j + 0.5)
+        bars[fam] = ax.bar(xs, vals[:, j], width=w, color=colors[j % len(colors)], hatch=hatches[j % len(hatches)],
+                           edgecolor="white", label=fam)
+        for xi, v in zip(xs, vals[:, j]):
+            ax.text(xi, v + 0.02, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, labels, fontsize=8, rotation=15 if max(map(len, labels)) > 10 else 0,
+                  ha="right" if max(map(len, labels)) > 10 else "center")
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("success probability")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", ncols=n_fam)
+    t = ax.set_title(title or "success per task family", fontsize=10)
+    return FamilyArtists(ax, bars, labels, vals, t)
+
+
+# ================================================================================= gold vs proxy per stage
+@dataclass(eq=False)
+class GoldProxyArtists:
+    ax: Any                         # gold success (left axis)
+    proxy_ax: Any                   # proxy reward (right axis, a twin of ax)
+    gold_lines: dict                # pipeline label -> Line2D
+    proxy_lines: dict
+    title: Any = None
+
+
+def plot_gold_proxy(orders, ax=None, *, title=None) -> GoldProxyArtists:
+    """Gold (verifier) success and proxy (learned reward) after each stage of several pipelines.
+
+    ``orders``: a dict ``label -> {"gold": [start, after stage 1, ...], "proxy": [...]}`` (e.g. the
+    ``orders`` of :func:`toyenv.analysis.handoffs.evaluator_inconsistency`). Gold is drawn solid on
+    the left axis, the proxy dashed with hollow markers on a twin right axis (its scale is the reward
+    model's, not a probability). Two evaluators that disagree across stages (§6.4) show as a stage
+    where the dashed line rises and the solid one falls.
+    """
+    if not isinstance(orders, dict) or not orders:
+        raise TypeError("orders must be a non-empty dict label -> {'gold': [...], 'proxy': [...]}")
+    for k, v in orders.items():
+        if not isinstance(v, dict) or "gold" not in v or "proxy" not in v or len(v["gold"]) != len(v["proxy"]):
+            raise ValueError(f"orders[{k!r}] needs 'gold' and 'proxy' lists of equal length (start, after each stage)")
+    ax = _new_ax(ax, (6.5, 3.6))
+    ax2 = ax.twinx()
+    gold_lines, proxy_lines = {}, {}
+    n = max(len(v["gold"]) for v in orders.values())
+    for i, (label, v) in enumerate(orders.items()):
+        color, marker = FRONTIER_SERIES[i % len(FRONTIER_SERIES)]
+        x = np.arange(len(v["gold"]))
+        (gold_lines[label],) = ax.plot(x, v["gold"], "-", marker=marker, color=color, lw=2, ms=6,
+                                       label=f"{label}: gold")
+        (proxy_lines[label],) = ax2.plot(x, v["proxy"], "--", marker=marker, color=color, lw=1.5, ms=6,
+                                         mfc="white", label=f"{label}: proxy")
+    ax.set_xticks(np.arange(n), ["start"] + [f"after stage {j}" for j in range(1, n)], fontsize=8)
+    ax.set_ylim(-0.03, 1.08)
+    ax.set_ylabel("gold success (verifier), solid")
+    ax2.set_ylabel("proxy reward (reward model), dashed")
+    ax.grid(True, alpha=0.3)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.12, 0.5))
+    t = ax.set_title(title or "gold and proxy across stages (§6.4, evaluator inconsistency)", fontsize=10)
+    return GoldProxyArtists(ax, ax2, gold_lines, proxy_lines, t)
