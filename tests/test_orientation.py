@@ -164,6 +164,14 @@ def test_the_map_lists_every_notebook_with_a_study_time():
         assert "§" in line, f"map.md: {stem} has no survey sections"
 
 
+def test_the_instructors_schedule_gives_the_same_study_times():
+    text = (ROOT / "solutions" / "INSTRUCTORS.md").read_text()
+    for stem, (_, minutes) in map_rows().items():
+        row = next((l for l in text.splitlines() if l.startswith("| ") and f"`{stem}`" in l and "min |" in l), None)
+        assert row is not None, f"INSTRUCTORS.md: no schedule row for {stem}"
+        assert int(re.findall(r"(\d+) min \|\s*$", row)[0]) == minutes, f"{stem}: INSTRUCTORS.md and map.md differ"
+
+
 @pytest.mark.parametrize("path", EDITIONS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_first_screen_states_key_result_prerequisites_and_study_time(path):
     nb = _read(path)
