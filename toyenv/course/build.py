@@ -662,6 +662,8 @@ def handout_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
             add(path)
     for path in sorted((root / "notebooks").glob("*.ipynb")):
         add(path)
+    for path in sorted((root / "notebooks" / "guide").glob("*.md")):     # the course map, glossary, ...
+        add(path)
     for path in sorted((root / "tests").rglob("*.py")):
         if not _TEST_WITHHELD.search(path.read_text(encoding="utf-8")):
             add(path)
