@@ -305,3 +305,27 @@ def test_11_injection_versus_elicitation():
     # the boundary is a threshold: below the hidden answer's probability it is inside
     assert capability_boundary(base, sft, 1e-6)["injected"] == 0
     assert round(cases["teacher"]["teacher traces"].diagnosis.evidence["retention"], 3) == 0.998
+
+
+# ----------------------------------------------------------------------------- 05: E4 (Eq. 4, §2.4)
+def test_05_eq4_table_places_each_method_with_the_packages_provenance():
+    """Notebook 05's Eq. 4 table (D: whose trajectories, z: signal) agrees with toyenv.METHODS."""
+    import pathlib
+    import nbformat
+    nb = nbformat.read(pathlib.Path(__file__).parents[1] / "solutions" / "05_onpolicy_rl_reshaping.ipynb", 4)
+    cell = next(c.source for c in nb.cells if "method (notebook)" in c.source and "Eq. 4" in c.source)
+    rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in cell.splitlines()
+            if line.startswith("| ") and "method (notebook)" not in line}
+    expected = {"SFT (03)": "sft", "rejection-sampling fine-tuning (03 §5)": "rft", "DPO (04)": "dpo",
+                "RL with a verifier, GRPO (05)": "rl/grpo", "RL with a process reward (06)": "rl/process",
+                "RL with hints (06)": "rl/guided", "SFT + RL in one loss (06)": "interleaved", "RLHF (09)": "rlhf",
+                "off-policy distillation (08)": "distill/off-policy", "on-policy distillation (08)": "distill/on-policy"}
+    assert set(rows) == set(expected)
+    for name, method in expected.items():
+        stated, package = rows[name], toyenv.METHODS[method]["provenance"]
+        if stated.startswith("off-policy"):
+            assert package.startswith("off-policy"), (name, package)
+        elif stated.startswith("on-policy"):
+            assert package.startswith("on-policy"), (name, package)
+        else:
+            assert stated.startswith("mixed") and package.startswith(("hybrid", "mixed")), (name, package)
