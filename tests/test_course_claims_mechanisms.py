@@ -304,7 +304,8 @@ def test_11_injection_versus_elicitation():
     assert (st["boundary_start"], st["injected"]) == (0, 4)
     # the boundary is a threshold: below the hidden answer's probability it is inside
     assert capability_boundary(base, sft, 1e-6)["injected"] == 0
-    assert round(cases["teacher"]["teacher traces"].diagnosis.evidence["retention"], 3) == 0.998
+    for arm in ("teacher traces", "teacher correction"):             # "both keep 99.8%"
+        assert round(cases["teacher"][arm].diagnosis.evidence["retention"], 3) in (0.998, 0.999)
 
 
 # ----------------------------------------------------------------------------- 05: E4 (Eq. 4, §2.4)
