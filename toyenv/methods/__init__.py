@@ -21,12 +21,14 @@ from .fit import base_transformer, fit
 from .loop import Run, train
 from .rl import interleaved, kl_optimum, rl
 from .rlhf import RewardModel, bon_kl_bound, bon_policy, bon_probs, reward_model, rlhf
-from .sft import rejection_sampling, self_improve, sft
+from .sft import anchored_sft, rejection_sampling, self_improve, sft
 from ..core.tree import paths  # noqa: F401 (kept importable from here)
 
 METHODS = {
     "sft": dict(function=sft, provenance="off-policy", interface="token targets", survey="§4.1",
                 paper="supervised fine-tuning / behaviour cloning (InstructGPT, Ouyang et al. 2022)"),
+    "sft/anchored": dict(function=anchored_sft, provenance="off-policy", interface="token targets + KL anchor to a reference",
+                         survey="§7.1.1", paper="anchored SFT (Zhu et al., ref. [126]); proximal SFT (ref. [124])"),
     "dpo": dict(function=dpo, provenance="off-policy", interface="preferences", survey="§4.2",
                 paper="Direct Preference Optimization (Rafailov et al. 2023)"),
     "dpo/online": dict(function=online_dpo, provenance="on-policy-like (pairs refreshed from the current learner)",

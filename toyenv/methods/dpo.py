@@ -46,6 +46,7 @@ def dpo(policy, pairs=None, *, beta: float = 0.1, reference=None, steps: int = 1
         if bad is not None:
             raise ValueError(f"pairs[{bad}] is {pairs[bad]!r}; each pair must be a triple "
                              "(prompt_index, chosen_tokens, rejected_tokens), as toyenv.preference_pairs returns")
+    pairs_given = pairs is not None
     if pairs is None:
         check_count(n_prompts, "n_prompts", fix="how many prompts to draw candidate pairs from, e.g. 64")
         check_count(n_candidates, "n_candidates", minimum=2, fix="samples per prompt; a pair needs two")
@@ -70,7 +71,8 @@ def dpo(policy, pairs=None, *, beta: float = 0.1, reference=None, steps: int = 1
 
     lr = default_lr(policy, lr, "dpo")
     config = dict(beta=beta, steps=steps, lr=lr, seed=seed, n_pairs=n, n_prompts=n_prompts,
-                  n_candidates=n_candidates, batch_size=batch_size, reward_given=reward is not None)
+                  n_candidates=n_candidates, batch_size=batch_size, reward_given=reward is not None,
+                  pairs_given=pairs_given)
     return train(policy, objective, steps=steps, lr=lr, seed=seed, method="dpo", config=config,
                  reference=ref, **train_options)
 

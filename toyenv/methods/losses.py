@@ -42,6 +42,30 @@ def sft_loss(log_probs: torch.Tensor, targets) -> tuple[torch.Tensor, dict]:
     return loss, {"nll": float(loss.detach())}
 
 
+def anchored_sft_loss(mdp, log_probs: torch.Tensor, targets, ref_log_probs, *,
+                      beta: float) -> tuple[torch.Tensor, dict]:
+    """KL-anchored SFT: ``sft_loss(log_probs, targets) + beta · KL(pi || pi_ref)`` (survey §7.1.1).
+
+    Provenance: off-policy (external demonstrations). Interface: token targets, plus a drift
+    constraint towards the reference. One of §7.1.1's model-aware redesigns of SFT, the line that
+    "constrains policy drift" (anchored SFT, Zhu et al., survey ref. [126]; proximal SFT, ref. [124]
+    bounds the drift with a trust region instead). The anchor is the exact sequence-level
+    ``KL(pi || pi_ref)`` over the whole tree, prompt-weighted by D(x) (the chain rule: per-state KL
+    weighted by pi's own reach), so unlike the cross-entropy it acts on every state the learner
+    reaches, demonstrated or not. ``beta = 0`` is plain :func:`sft_loss`. ``ref_log_probs [S, V]``.
+    """
+    ce, _ = sft_loss(log_probs, targets)
+    ref = torch.as_tensor(ref_log_probs, dtype=log_probs.dtype)
+    if ref.shape != log_probs.shape:
+        raise ValueError(f"ref_log_probs must have the shape of log_probs {tuple(log_probs.shape)}, "
+                         f"got {tuple(ref.shape)}")
+    p = log_probs.exp()
+    reach = _reach_torch(mdp, p) * torch.as_tensor(mdp.prompt_weights[mdp.prompt_of], dtype=p.dtype)
+    kl = (reach[:, None] * p * (log_probs - ref)).sum()
+    loss = ce + beta * kl
+    return loss, {"nll": float(ce.detach()), "kl_to_anchor": float(kl.detach())}
+
+
 # --------------------------------------------------------------------------- DPO (§4.2)
 def dpo_loss(logp_w: torch.Tensor, logp_l: torch.Tensor, ref_logp_w: torch.Tensor,
              ref_logp_l: torch.Tensor, *, beta: float, labels=None, weights=None) -> tuple[torch.Tensor, dict]:

@@ -174,8 +174,9 @@ class SampledRL:
     """PPO ratio clip epsilon, or None."""
     epochs: int = 1
     """Updates per sampled batch."""
-    process: bool = False
-    """Dense advantages Q - V from the exact values (§5.2) instead of outcome advantages."""
+    process: object = False
+    """Dense advantages Q - V (§5.2) instead of outcome advantages: ``True`` for the exact values of
+    the current policy, or a fixed value table ``V_hat [S]`` (a process reward model)."""
     hints: tuple = (None, 0.0)
     """:func:`hint_table` output."""
     learn_hint: bool = False
@@ -206,8 +207,12 @@ def rl_batch(mdp, log_probs: torch.Tensor, rng: np.random.Generator, cfg: Sample
     if cfg.hints[0]:
         info["hinted"] = float((ro.hint_len > 0).mean())
         info["unhinted_reward"] = float(r[ro.hint_len == 0].mean()) if np.any(ro.hint_len == 0) else float("nan")
-    if cfg.process:
-        Q, V = soft_values(mdp, p, np.exp(cfg.ref_lp), cfg.rewards, cfg.beta)
+    if cfg.process is not False:
+        if cfg.process is True:
+            Q, V = soft_values(mdp, p, np.exp(cfg.ref_lp), cfg.rewards, cfg.beta)
+        else:                                     # a fixed process reward model: V_hat of the next state
+            V = cfg.process
+            Q = np.where(mdp.terminal, cfg.rewards, V[np.maximum(mdp.child, 0)])
         adv = process_advantages(Q, V, ro.st, ro.ac, ro.mask)
         info["zero_variance_groups"] = group_advantages(r.reshape(-1, cfg.group_size))[1]["zero_variance_groups"]
     else:
@@ -256,7 +261,7 @@ def _rl_objective(mdp, *, beta, exact, algo, group_size, n_prompts_per_step, cli
 def _rl_method(exact, process, hints, algo):
     if exact:
         return "rl/exact"
-    if process:
+    if process is not False:
         return "rl/process"
     if hints is not None:
         return "rl/guided"
@@ -270,6 +275,21 @@ def _check_rl_options(beta, algo, group_size, n_prompts_per_step) -> float:
                 fix="a group baseline needs two rollouts per prompt, e.g. group_size=8")
     check_count(n_prompts_per_step, "n_prompts_per_step", fix="prompts per batch, e.g. n_prompts_per_step=8")
     return beta
+
+
+def _check_process(mdp, process):
+    """``False``, ``True`` or a finite value table ``[S]`` (a fixed process reward model)."""
+    if isinstance(process, (bool, np.bool_)):
+        return bool(process)
+    try:
+        v = np.asarray(process, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"process must be True, False or an array of state values [num_states={mdp.num_states}], "
+                        f"got {type(process).__name__}") from None
+    if v.shape != (mdp.num_states,) or not np.all(np.isfinite(v)):
+        raise ValueError(f"process=V_hat must be a finite array of shape ({mdp.num_states},) (one value per state), "
+                         f"got shape {v.shape}")
+    return v
 
 
 def _reference(policy, reference):
@@ -302,6 +322,9 @@ def rl(policy, *, beta: float = 0.1, exact: bool = False, steps: int = 200, lr: 
         process: process-reward RL (§5.2): per-token advantage ``Q(s_t, a_t) - V(s_t)`` from the exact
             values of the current policy (:func:`process_advantages`; with beta = 0: V(s_{t+1}) - V(s_t)
             of :func:`toyenv.success_value`), a dense step reward instead of one outcome per rollout.
+            ``process=V_hat`` (an array ``[S]``) uses a fixed process reward model instead:
+            advantages ``V_hat(s_{t+1}) - V_hat(s_t)``, with the reward after the last token; an
+            imperfect ``V_hat`` shows §5.2's risk (dense credit amplifying a wrong step).
         hints: guided RL (§5.1, §7.1.2): ``{"prob": 0.5, "length": 1}`` forces the first ``length``
             tokens of a correct answer at the start of a fraction ``prob`` of rollouts, or
             ``{prompt_index: hint_tokens}`` forces those prefixes on every rollout of those prompts.
@@ -315,7 +338,8 @@ def rl(policy, *, beta: float = 0.1, exact: bool = False, steps: int = 200, lr: 
     check_policy(policy)
     check_loop_options(steps, lr, seed, train_options)
     beta = _check_rl_options(beta, algo, group_size, n_prompts_per_step)
-    if exact and (process or hints is not None):
+    process = _check_process(policy.mdp, process)
+    if exact and (process is not False or hints is not None):
         raise ValueError("exact=True already uses every trajectory; process and hints apply to sampled RL")
     clip = None if clip is None else check_positive(clip, "clip", fix="PPO's ratio range, e.g. clip=0.2, "
                                                                       "or clip=None for no clipping")
@@ -335,7 +359,8 @@ def rl(policy, *, beta: float = 0.1, exact: bool = False, steps: int = 200, lr: 
     # train
     lr = default_lr(policy, lr, "rl/exact" if exact else "rl")
     config = dict(beta=beta, exact=exact, steps=steps, lr=lr, seed=seed, algo=algo, group_size=group_size,
-                  n_prompts_per_step=n_prompts_per_step, clip=clip, epochs=epochs, process=process,
+                  n_prompts_per_step=n_prompts_per_step, clip=clip, epochs=epochs,
+                  process=process if isinstance(process, bool) else "fixed values",
                   hints=hints, learn_hint=learn_hint, reward_given=reward is not None)
     return train(policy, objective, steps=steps, lr=lr, seed=seed, method=_rl_method(exact, process, hints, algo),
                  config=config, reference=ref, **train_options)

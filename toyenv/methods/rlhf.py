@@ -276,5 +276,6 @@ def rlhf(policy: Policy, proxy=None, *, beta: float = 0.05, n_pairs: int = 256, 
     run = rl(policy, beta=beta, reward=table, seed=seed, **rl_options)
     run.method = "rlhf"
     run.config["reward_model"] = repr(rm) if isinstance(rm, RewardModel) else "table"
+    run.config["n_pairs"] = n_pairs if proxy is None else 0      # preference pairs this call labelled
     run.artifacts["reward_model"] = rm
     return run

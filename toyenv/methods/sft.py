@@ -1,5 +1,5 @@
-"""Supervised fine-tuning and its filtered variants: SFT on demonstrations (survey §4.1),
-rejection-sampling fine-tuning (§4.3) and self-improvement by STaR rounds (§4.3, §5.3).
+"""Supervised fine-tuning and its variants: SFT on demonstrations (survey §4.1), KL-anchored SFT
+(§7.1.1), rejection-sampling fine-tuning (§4.3) and self-improvement by STaR rounds (§4.3, §5.3).
 """
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import warnings
 import numpy as np
 
 from .data import _correct_samples, check_demos, token_targets
-from .loop import (Run, check_count, check_loop_options, check_optional_count, check_policy, default_lr,
+from .loop import (Run, check_count, check_nonnegative, check_loop_options, check_optional_count, check_policy, default_lr,
                    train)
-from .losses import sft_loss
+import torch
+
+from .losses import anchored_sft_loss, sft_loss
 
 
 def _sft_objective(mdp, states, actions, batch_size):
@@ -48,25 +50,63 @@ def sft(policy, demos, *, steps: int = 100, lr: float | None = None, batch_size:
                  seed=seed, method="sft", config=config, **train_options)
 
 
+def anchored_sft(policy, demos, *, beta: float = 1.0, reference=None, steps: int = 100, lr: float | None = None,
+                 seed: int = 0, **train_options) -> Run:
+    """KL-anchored SFT: cross-entropy on the demonstrations plus ``beta`` times the exact
+    ``KL(pi || pi_ref)`` to a reference, by default the frozen input policy (survey §7.1.1).
+
+    Provenance off-policy, interface token targets with a drift constraint
+    (:func:`toyenv.methods.losses.anchored_sft_loss`). Plain :func:`sft` moves only the rows of
+    demonstrated states, but it moves them as far as the demonstrations ask, and concentrating on a
+    few demonstrations pushes the rest of the support out (attrition). The anchor keeps the learner
+    near its reference where the demonstrations do not insist: one of §7.1.1's "model-aware" SFT
+    objectives (anchored SFT, ref. [126]; a trust-region version is proximal SFT, ref. [124]).
+    ``beta=0`` is :func:`sft` (full batch). ``demos`` as for :func:`sft`.
+
+    >>> run = toyenv.methods.anchored_sft(base, toyenv.demonstrations(mdp, 8, seed=0), beta=1.0, steps=100)
+    """
+    check_policy(policy)
+    check_policy(policy if reference is None else reference, "reference")
+    check_loop_options(steps, lr, seed, train_options)
+    beta = check_nonnegative(beta, "beta", fix="the weight of the KL anchor, e.g. beta=1.0 (0 is plain SFT)")
+    states, actions = check_demos(policy.mdp, demos)
+    mdp = policy.mdp
+    targets = token_targets(mdp, states, actions)
+    with torch.no_grad():
+        ref_lp = (policy if reference is None else reference).log_probs().numpy()       # [S, V]
+
+    def objective(pi, log_probs, step, rng):
+        return anchored_sft_loss(mdp, log_probs, targets, ref_lp, beta=beta)
+
+    lr = default_lr(policy, lr, "sft")
+    config = dict(beta=beta, steps=steps, lr=lr, seed=seed, n_demos=len(states), reference_given=reference is not None)
+    return train(policy, objective, steps=steps, lr=lr, seed=seed, method="sft/anchored", config=config,
+                 reference=reference, **train_options)
+
+
 def rejection_sampling(policy, *, n_samples: int = 256, steps: int = 100, lr: float | None = None,
-                       seed: int = 0, **train_options) -> Run:
+                       seed: int = 0, reward=None, **train_options) -> Run:
     """Rejection-sampling fine-tuning (RFT): sample one fixed batch from the input policy, keep the
     correct completions, SFT on them (survey §4.3).
 
     Provenance: self-generated but offline (filtered once, then fixed). Interface: verifier filter.
     If no sample is correct the run keeps the policy unchanged (``config["kept"] == 0``): the
     filter cannot create what sampling never produced.
+
+    ``reward``: ``[S, V]`` terminal scores of the filter (default: the world's verifier); a sample
+    is kept when its score is at least ``mdp.success_threshold``. A filter other than the verifier
+    is how §4.3's risks are shown: an over-narrow filter, or an evaluator that checks a proxy.
     """
     check_policy(policy)
     check_loop_options(steps, lr, seed, train_options)
     check_count(n_samples, "n_samples", fix="how many completions to sample and filter, e.g. n_samples=256")
-    s, a = _correct_samples(policy, n_samples, seed)
+    s, a = _correct_samples(policy, n_samples, seed, reward=reward)
     if len(s) == 0:
         warnings.warn(f"rejection_sampling: none of {n_samples} samples is correct; the policy will not move",
                       stacklevel=2)
     lr = default_lr(policy, lr, "sft")
     objective = _sft_objective(policy.mdp, s, a, None)
-    config = dict(n_samples=n_samples, steps=steps, lr=lr, seed=seed, kept=len(s))
+    config = dict(n_samples=n_samples, steps=steps, lr=lr, seed=seed, kept=len(s), reward_given=reward is not None)
     return train(policy, objective, steps=steps, lr=lr, seed=seed, method="rft", config=config, **train_options)
 
 
