@@ -69,15 +69,16 @@ def informative_fraction(p_bare, p_hinted, hint_prob, group_size):
 
 
 RIGHT = {"05.1": grpo_advantages, "05.2": kl_optimal_success, "05.3": pass_at_k_from_success,
-         "06.1": process_advantages, "06.2": informative_fraction}
+         "06.1": informative_fraction, "06.2": {"hint on half", "hint on half, learn_hint=True"},
+         "06.3": process_advantages}
 
 
 DELEGATE = {"05.1": lambda rewards: group_advantages(rewards, eps=1e-12)[0],
             "05.2": lambda p, beta: nb05.kl_success_variant(p, beta),
             "05.3": lambda success, weights, ks: _package_pass_at_k(np.asarray(success), np.asarray(weights),
                                                                     np.asarray(ks)),
-            "06.1": lambda mdp, V, x, tokens: nb06.process_advantages_variant(mdp, V, x, tokens),
-            "06.2": lambda pb, ph, q, K: toyenv.informative_group_prob((1 - q) * pb + q * ph, K)}
+            "06.1": lambda pb, ph, q, K: toyenv.informative_group_prob((1 - q) * pb + q * ph, K),
+            "06.3": lambda mdp, V, x, tokens: nb06.process_advantages_variant(mdp, V, x, tokens)}
 
 
 class TestEveryCheck(ExerciseContract):
@@ -96,7 +97,8 @@ def test_registered_for_the_notebooks():
     for id in RIGHT:
         assert checks.EXERCISES[id]["notebook"] == STEMS[id[:2]]
     assert checks.exercises_of(STEMS["05"]) == ["05.1", "05.2", "05.3"]
-    assert checks.exercises_of(STEMS["06"]) == ["06.1", "06.2"]
+    assert checks.exercises_of(STEMS["06"]) == ["06.1", "06.2", "06.3"]
+    assert checks.EXERCISES["06.2"]["kind"] == "predict"
 
 
 @pytest.mark.parametrize("fn", [grpo_advantages_eps, kl_optimal_success_stable])
@@ -108,7 +110,7 @@ def test_other_right_forms_pass(fn):
 def test_torch_and_list_answers_pass():
     import torch
     assert run("05.1", lambda r: torch.as_tensor(grpo_advantages(r))).passed
-    assert run("06.1", lambda *a: list(process_advantages(*a))).passed
+    assert run("06.3", lambda *a: list(process_advantages(*a))).passed
 
 
 # ------------------------------------------------------------------------------ 05.1 hints
@@ -169,7 +171,7 @@ def test_pass_at_k_hints(wrong, hint):
     assert_hint("05.3", wrong, hint)
 
 
-# ------------------------------------------------------------------------------ 06.1 hints
+# ------------------------------------------------------------------------------ 06.3 hints
 def _proc(mdp, V, x, tokens, *, last=None, flip=False, baseline=True):
     vals = [V[mdp.state_index(x, tokens[:t])] for t in range(len(tokens))]
     nxt = vals[1:] + [mdp.reward(x, tokens) if last is None else last]
@@ -186,17 +188,17 @@ def _proc(mdp, V, x, tokens, *, last=None, flip=False, baseline=True):
     (lambda m, V, x, t: _proc(m, V, x, t)[:-1], "the last token gets one too"),
 ])
 def test_process_advantage_hints(wrong, hint):
-    assert_hint("06.1", wrong, hint)
+    assert_hint("06.3", wrong, hint)
 
 
 def test_process_advantage_state_after_the_token_is_a_named_exception():
     def after(mdp, V, x, tokens):        # looks up the state *after* each token: fails at the end
         return np.array([V[mdp.state_index(x, tokens[:t + 1])] for t in range(len(tokens))])
-    res = run("06.1", after)
+    res = run("06.3", after)
     assert res.status == "failed" and "raised" in res.message and "on hidden-path" in res.message
 
 
-# ------------------------------------------------------------------------------ 06.2 hints
+# ------------------------------------------------------------------------------ 06.1 hints
 @pytest.mark.parametrize("wrong, hint", [
     (lambda pb, ph, q, K: 1 - (1 - ((1 - q) * pb + q * ph)) ** K, "at least one success"),
     (lambda pb, ph, q, K: (1 - q) * (1 - pb ** K - (1 - pb) ** K) + q * (1 - ph ** K - (1 - ph) ** K),
@@ -206,7 +208,25 @@ def test_process_advantage_state_after_the_token_is_a_named_exception():
     (lambda pb, ph, q, K: informative_fraction(ph, pb, q, K), "swapped the weights"),
 ])
 def test_informative_fraction_hints(wrong, hint):
-    assert_hint("06.2", wrong, hint)
+    assert_hint("06.1", wrong, hint)
+
+
+# ------------------------------------------------------------------------------ 06.2 prediction
+@pytest.mark.parametrize("value, hint", [
+    ({"hint on every rollout", "hint on half", "hint on half, learn_hint=True"}, "learns to finish the path but not to start it"),
+    ({"RL alone", "hint on half", "hint on half, learn_hint=True"}, "never samples a correct answer"),
+    ({"hint on half, learn_hint=True"}, "negative advantages that push down the wrong first tokens"),
+    ({"hint on half"}, "adds a direct push on h"),
+    (set(), "you predicted that 'hint on half' does not"),
+    ({"hint on half", "half"}, "unknown run name"),
+    (3, "give a set of run names"),
+])
+def test_hint_prediction_explains_each_run(value, hint):
+    assert_hint("06.2", value, hint)
+
+
+def test_hint_prediction_accepts_a_list():
+    assert run("06.2", ["hint on half, learn_hint=True", "hint on half"]).passed
 
 
 # ------------------------------------------------------------------------------ the notebooks

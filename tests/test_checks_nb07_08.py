@@ -58,8 +58,8 @@ def sequence_kl(mdp, p, q):
     return total
 
 
-RIGHT = {"07.1": attrited_set, "07.2": held_out_attrition, "08.1": teacher_states, "08.2": kl_rows,
-         "08.3": sequence_kl}
+RIGHT = {"07.1": held_out_attrition, "07.2": 0.25, "08.1": teacher_states, "08.2": kl_rows,
+         "08.3": ("forward", 0.5), "08.4": sequence_kl}
 
 
 def delegate_held_out(mdp, d_before, d_after, eps, prompts):
@@ -68,11 +68,10 @@ def delegate_held_out(mdp, d_before, d_after, eps, prompts):
     return d_before[mask].sum() / d_before[rows].sum()
 
 
-DELEGATE = {"07.1": lambda d_before, d_after, eps: support_sets(d_before, d_after, eps)["attrited"],
-            "07.2": delegate_held_out,
+DELEGATE = {"07.1": delegate_held_out,
             "08.1": lambda mdp, teacher_prompt: toyenv.state_map(mdp, teacher_prompt),
             "08.2": lambda p, q: kl_per_state(p, q),
-            "08.3": lambda mdp, p, q: kl_from_probs(mdp, p, q)}
+            "08.4": lambda mdp, p, q: kl_from_probs(mdp, p, q)}
 
 
 class TestEveryCheck(ExerciseContract):
@@ -83,45 +82,19 @@ class TestEveryCheck(ExerciseContract):
 # ------------------------------------------------------------------------------ every check
 def test_registered_for_the_right_notebooks():
     assert checks.exercises_of("07_support_attrition") == ["07.1", "07.2"]
-    assert checks.exercises_of("08_distillation_consolidation") == ["08.1", "08.2", "08.3"]
+    assert checks.exercises_of("08_distillation_consolidation") == ["08.1", "08.2", "08.3", "08.4"]
+    assert [checks.EXERCISES[i]["kind"] for i in ("07.1", "07.2", "08.3")] == ["function", "experiment", "predict"]
 
 
 def test_right_answers_in_other_types_pass():
     import torch
-    assert run("07.1", lambda b, a, e: attrited_set(b, a, e).astype(int)).passed
-    assert run("07.2", lambda *args: float(held_out_attrition(*args))).passed
+    assert run("07.1", lambda *args: float(held_out_attrition(*args))).passed
     assert run("08.1", lambda mdp, tp: list(teacher_states(mdp, tp))).passed
     assert run("08.2", lambda p, q: torch.as_tensor(kl_rows(p, q))).passed
-    assert run("08.3", lambda mdp, p, q: np.array(sequence_kl(mdp, p, q))).passed
+    assert run("08.4", lambda mdp, p, q: np.array(sequence_kl(mdp, p, q))).passed
 
 
 # ------------------------------------------------------------------------------ 07.1 hints
-def _drop_one(b, a, e):
-    m = attrited_set(b, a, e)
-    m.ravel()[np.flatnonzero(m)[:1]] = False
-    return m
-
-
-@pytest.mark.parametrize("wrong, hint", [
-    (lambda b, a, e: (a >= e) & (b < e), "you returned the expanded set"),
-    (lambda b, a, e: (b >= e) & (a >= e), "you returned the shared support"),
-    (lambda b, a, e: (b >= e) != (a >= e), "expanded and attrited together"),
-    (lambda b, a, e: (b > e) & (a < e), "use d_before >= eps"),
-    (lambda b, a, e: (b >= e) & (a <= e), "the test for leaving is d_after < eps"),
-    (lambda b, a, e: (b > e) & (a <= e), "is attrited when d_before >= eps and d_after < eps"),
-    (lambda b, a, e: a < b, "every pair whose occupancy fell"),
-    (lambda b, a, e: (b >= e) & (a < b), "still has d_after >= eps stays in the support"),
-    (lambda b, a, e: a < e, "including pairs that were never in it"),
-    (lambda b, a, e: int(((b >= e) & (a < e)).sum()), "not the number of attrited pairs"),
-    (lambda b, a, e: np.zeros_like(b, dtype=bool), "is empty, but"),
-    (_drop_one, "differs at 1 of"),
-])
-def test_attrited_set_hints(wrong, hint):
-    res = run("07.1", wrong)
-    assert res.status == "failed" and hint in res.message, res.message
-
-
-# ------------------------------------------------------------------------------ 07.2 hints
 def _rate(kind):
     def f(mdp, b, a, eps, prompts):
         rows = np.isin(mdp.prompt_of, prompts)
@@ -168,7 +141,7 @@ def _rate(kind):
     ("big", "A rate lies between 0 and 1"),
 ])
 def test_held_out_attrition_hints(kind, hint):
-    res = run("07.2", _rate(kind))
+    res = run("07.1", _rate(kind))
     assert res.status == "failed" and hint in res.message, res.message
 
 
@@ -240,7 +213,7 @@ def test_kl_rows_hints(kind, hint):
     assert res.status == "failed" and hint in res.message, res.message
 
 
-# ------------------------------------------------------------------------------ 08.3 hints
+# ------------------------------------------------------------------------------ 08.4 hints
 def _seq(kind):
     def f(mdp, p, q):
         reach = _reach(mdp, q if kind == "reach-q" else p)
@@ -279,5 +252,37 @@ def _seq(kind):
     ("plain", "plain sum of the per-state KLs"),
 ])
 def test_sequence_kl_hints(kind, hint):
-    res = run("08.3", _seq(kind))
+    res = run("08.4", _seq(kind))
     assert res.status == "failed" and hint in res.message, res.message
+
+
+# ------------------------------------------------------------------------------ 07.2 experiment
+@pytest.mark.parametrize("weight, hint", [
+    (0.0, "too little replay"),
+    (1.0, "too much replay"),
+    (1.5, "must lie in [0, 1]"),
+    ("0.3", "as a number between 0 and 1"),
+])
+def test_replay_weight_failures_say_which_way_to_move(weight, hint):
+    res = run("07.2", weight)
+    assert res.status == "failed" and hint in res.message, res.message
+
+
+# ------------------------------------------------------------------------------ 08.3 prediction
+@pytest.mark.parametrize("value, hint", [
+    (("reverse", 0.5), "mode seeking"),
+    (("both", 0.5), "the two divergences disagree"),
+    (("neither", 0.5), "mode covering"),
+    (("forward", 0.25), "each of the four"),
+    (("forward", 0.0), "each of the four"),
+    (("sideways", 0.5), "the first entry must be one of"),
+    (("forward", 2.0), "a number in [0, 1]"),
+    ("forward", "give a pair (divergence, mass)"),
+])
+def test_mode_prediction_explains(value, hint):
+    res = run("08.3", value)
+    assert res.status == "failed" and hint in res.message, res.message
+
+
+def test_mode_prediction_band_is_stated():
+    assert run("08.3", ("forward", 0.42)).passed and run("08.3", ("forward", 0.58)).passed

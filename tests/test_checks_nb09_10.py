@@ -77,14 +77,13 @@ def own_answers():
     return {k: rule(dg) for k, dg in _build()["diagnoses"].items()}
 
 
-RIGHT = {"09.1": own_answers, "09.2": rule, "10.1": samples_needed, "10.2": empirical_occupancy,
-         "10.3": pass_at_k_unbiased}
+RIGHT = {"09.1": own_answers, "09.2": ("reshaping", "high"), "10.1": samples_needed,
+         "10.2": lambda *a: reinforce_step(*a), "10.3": pass_at_k_unbiased}
 
 
 DELEGATE = {"09.1": lambda: answers(),                   # the check's own rule, nb09.dominant_role
-            "09.2": dominant_role,                        # passed in as it is
             "10.1": lambda eps, confidence: samples_to_detect(eps, confidence),
-            "10.2": lambda mdp, states, actions: toyenv.estimate.empirical_occupancy(mdp, states, actions),
+            "10.2": lambda *a: delegating_step(*a),
             "10.3": lambda n, c, k: toyenv.pass_at_k_unbiased(n, c, k)}
 
 
@@ -96,6 +95,7 @@ class TestEveryCheck(ExerciseContract):
 def test_registered_for_the_right_notebooks():
     assert checks.exercises_of("09_pipelines_and_diagnosis") == ["09.1", "09.2"]
     assert checks.exercises_of("10_from_exact_to_sampled") == ["10.1", "10.2", "10.3"]
+    assert [checks.EXERCISES[i]["kind"] for i in ("09.1", "09.2", "10.2")] == ["function", "predict", "step"]
 
 
 # ------------------------------------------------------------------------------ 09.1
@@ -147,53 +147,25 @@ def test_mystery_label_format_hints():
 
 
 # ------------------------------------------------------------------------------ 09.2
-def _rule(**flags):
-    def f(dg):
-        e = dg.evidence
-        ratio = 1.0 if flags.get("one_x") else ROLE_RATIO
-        if flags.get("one_x"):
-            masses = "expansion" if e["expanded_mass"] > e["reshaped_mass"] else "reshaping"
-        elif e["expanded_mass"] >= ratio * e["reshaped_mass"]:
-            masses = "expansion"
-        elif e["reshaped_mass"] >= ratio * e["expanded_mass"]:
-            masses = "reshaping"
-        else:
-            masses = "mixed"
-        risk = "low" if flags.get("risk_low") else dg.attrition_risk
-        if flags.get("attrition_role") and dg.attrition_risk == "high":
-            return "attrition", risk
-        if flags.get("any_teacher") and "retention" in e:
-            return "consolidation", risk
-        if not flags.get("no_teacher") and e.get("retention", 0) >= 0.9:
-            return "consolidation", risk
-        if dg.role == "no change":
-            return ("reshaping" if flags.get("no_change_reshaping") else "no change"), risk
-        return masses, risk
-    return f
-
-
-@pytest.mark.parametrize("flags, hint", [
-    (dict(no_teacher=True), "you ignored the teacher"),
-    (dict(any_teacher=True), "a teacher alone does not make consolidation"),
-    (dict(one_x=True), "you compared the masses with a factor 1"),
-    (dict(attrition_role=True), "attrition is not a role"),
-    (dict(risk_low=True), "the second element is the stage's attrition risk"),
-    (dict(no_change_reshaping=True), "the role is 'no change'"),
+@pytest.mark.parametrize("value, hint", [
+    (("expansion", "high"), "probability moved inside the shared support"),
+    (("attrition", "high"), "attrition is not a role"),
+    (("reshaping", "low"), "the attrition risk of GRPO on many-paths is 'high'"),
+    (("reshaping", "moderate"), "pass@256 fell"),
+    (("reshaping-dominant", "low"), "which hides the loss"),
+    (("mixed", "high"), "probability moved inside the shared support"),
+    (("sharpening", "high"), "unknown role"),
+    (("reshaping", "severe"), "unknown attrition risk"),
+    ("reshaping", "give a pair of strings (role, attrition risk)"),
 ])
-def test_rule_hints(flags, hint):
-    res = run("09.2", _rule(**flags))
+def test_role_prediction_points_at_the_evidence(value, hint):
+    res = run("09.2", value)
     assert res.status == "failed" and hint in res.message, res.message
 
 
-def test_rule_returning_a_single_label_is_named():
-    res = run("09.2", lambda dg: dg.role)
-    assert res.status == "failed" and "return a pair (role, attrition risk)" in res.message
-    res = run("09.2", lambda dg: "attrition" if dg.attrition_risk == "high" else dg.role)
-    assert res.status == "failed" and "attrition is not a role but a risk" in res.message
-    res = run("09.2", lambda dg: (dg.role, dg.attrition_risk))
-    assert res.status == "failed" and "the diagnosis's role string" in res.message
-    res = run("09.2", lambda dg: 3)
-    assert res.status == "failed" and "return a pair of strings" in res.message
+def test_role_prediction_accepts_the_dominant_suffix_and_a_dict():
+    assert run("09.2", ("reshaping-dominant", "high")).passed
+    assert run("09.2", {"role": "reshaping", "risk": "high"}).passed
 
 
 def test_reference_rule_reports_a_role_and_a_risk_never_attrition_as_a_role():
@@ -243,27 +215,80 @@ def test_samples_needed_loop_solution_passes():
 
 
 # ------------------------------------------------------------------------------ 10.2
-def _emp(**kw):
-    return lambda mdp, s, a: empirical_occupancy(mdp, s, a, **kw)
+def reinforce_step(mdp, logits, states, actions, lr, *, baseline=True, sign=1.0, onehot_only=False,
+                   last_only=False, std=False, mean=True):
+    z = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    r = mdp.rewards[states, actions]
+    adv = r - r.mean() if baseline else r.copy()
+    if std:
+        adv = adv / r.std() if r.std() > 0 else 0 * adv
+    n = len(states) if mean else 1
+    grad = np.zeros_like(logits)
+    for s, a, A in zip(states, actions, adv):
+        while s >= 0:
+            grad[s, a] += A / n
+            if not onehot_only:
+                grad[s] -= A / n * probs[s]
+            if last_only:
+                break
+            s, a = mdp.parent[s], mdp.last_token[s]
+    return logits + sign * lr * grad
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (_emp(weigh=True), "you multiplied by D(x)"),
-    (_emp(eta=lambda mdp, s, a: 1.0), "instead of 1/(n T(y))"),
-    (_emp(by_n=False), "you did not divide by n"),
-    (_emp(per_prompt=True), "divided by the number of samples of each prompt"),
-    (_emp(eta=lambda mdp, s, a: 1 / mdp.horizon), "divided by the horizon T"),
-    (_emp(last_only=True), "you credited only the last step"),
-    (_emp(dedupe=True), "a completion that was sampled twice counts twice"),
+def reinforce_step_autograd(mdp, logits, states, actions, lr):
+    """Also right: autograd through the learner's own log-softmax (no package function)."""
+    import torch
+    L = torch.tensor(logits, requires_grad=True)
+    logp = torch.log_softmax(L, dim=1)
+    r = torch.as_tensor(mdp.rewards[states, actions])
+    total = 0.0
+    for s, a, A in zip(states, actions, r - r.mean()):
+        while s >= 0:
+            total = total + A * logp[s, a] / len(states)
+            s, a = mdp.parent[s], mdp.last_token[s]
+    total.backward()
+    return logits + lr * L.grad.numpy()
+
+
+def delegating_step(mdp, logits, states, actions, lr):
+    import torch
+    from toyenv.core.policies import sequence_log_prob
+    pi = toyenv.TabularPolicy(mdp, logits)
+    lp = sequence_log_prob(mdp, pi.log_probs(), states, actions)
+    r = torch.as_tensor(mdp.rewards[states, actions], dtype=lp.dtype)
+    (-((r - r.mean()) * lp).mean()).backward()
+    return logits - lr * pi.logits.grad.numpy()
+
+
+@pytest.mark.parametrize("kw, hint", [
+    (dict(sign=-1.0), "you stepped downhill"),
+    (dict(baseline=False), "you used the raw rewards"),
+    (dict(onehot_only=True), "not onehot(a) alone"),
+    (dict(last_only=True), "you updated only the last token"),
+    (dict(std=True), "GRPO's normalisation"),
+    (dict(mean=False), "you summed over the completions"),
 ])
-def test_empirical_occupancy_hints(wrong, hint):
-    res = run("10.2", wrong)
+def test_reinforce_step_hints(kw, hint):
+    res = run("10.2", lambda *a: reinforce_step(*a, **kw))
     assert res.status == "failed" and hint in res.message, res.message
 
 
-def test_empirical_occupancy_unrecognised_mistake_names_the_sum():
-    res = run("10.2", lambda mdp, s, a: 2 * empirical_occupancy(mdp, s, a))
-    assert res.status == "failed" and "sums to 2" in res.message
+def test_reinforce_step_other_forms_and_wrong_returns():
+    import torch
+    assert run("10.2", reinforce_step_autograd).passed
+    assert run("10.2", lambda *a: torch.as_tensor(reinforce_step(*a))).passed
+    res = run("10.2", lambda mdp, L, s, a, lr: reinforce_step(mdp, L, s, a, lr) - L)
+    assert res.status == "failed" and "return the NEW logits" in res.message
+    res = run("10.2", lambda mdp, L, s, a, lr: L)
+    assert res.status == "failed" and "unchanged" in res.message
+
+
+def test_yours_or_reference_picks_the_learners_step_once_it_passed():
+    checks.check("10.2", stub, quiet=True)
+    assert checks.yours_or_reference("10.2", reinforce_step, delegating_step, quiet=True) is delegating_step
+    checks.check("10.2", reinforce_step, quiet=True)
+    assert checks.yours_or_reference("10.2", reinforce_step, delegating_step, quiet=True) is reinforce_step
 
 
 # ------------------------------------------------------------------------------ 10.3

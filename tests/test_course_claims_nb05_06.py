@@ -412,3 +412,14 @@ def test_06_6_process_reward_is_no_cure_for_a_never_visited_path():
     final = [toyenv.rl(base, beta=0.0, process=True, steps=200, seed=s).history["success"][-1] for s in SEEDS]
     np.testing.assert_allclose(final[:2], [0.17, 0.25], atol=0.005)
     assert final[2] < 1e-5
+
+
+def test_06_exercise_06_2_answer_is_the_runs_that_pass_one_half():
+    """06 exercise 06.2: the check's set of runs whose unhinted success passes 0.5 within 200 updates
+    (nb06.HINT_RUNS_THAT_SOLVE, a measurement) is what the four runs of section 1 give."""
+    from toyenv.course.checks import nb06
+    runs = {"RL alone": hint_run("none"), "hint on every rollout": hint_run("every"),
+            "hint on half": hint_run("half"), "hint on half, learn_hint=True": hint_run("half", learn_hint=True)}
+    assert set(runs) == set(nb06.HINT_RUNS)
+    solved = {name for name, run in runs.items() if max(run.history["success"]) > 0.5}
+    assert solved == set(nb06.HINT_RUNS_THAT_SOLVE)

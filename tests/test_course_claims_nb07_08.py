@@ -332,3 +332,27 @@ def test_08_compression_loss_shows_in_kl_before_success(forms):
     assert big["retention"] == pytest.approx(1.0, abs=0.005) and small["retention"] == pytest.approx(0.98, abs=0.005)
     assert big["kl_to_teacher"] == pytest.approx(0.006, abs=0.0005) and small["kl_to_teacher"] == pytest.approx(0.049, abs=0.0005)
     assert small["kl_to_teacher"] > 8 * big["kl_to_teacher"]
+
+def test_07_replay_experiment(nb07):
+    """07 §8 (exercise 07.2): without replay about half of B's old occupancy leaves the support; replay
+    only does not teach A; weights 0.1 to 0.5 meet both criteria (A >= 0.9, B keeps >= 95%); the
+    weight-0.25 run keeps B whole."""
+    from toyenv.course.checks.nb07 import REPLAY, run_replay
+    r0, r1 = run_replay(0.0), run_replay(1.0)
+    assert 0.4 < r0["retained"] < 0.7 and r0["gain"] >= REPLAY["min_gain"] and r0["other"] < 0.05
+    assert r1["gain"] < 0.4 and r1["retained"] == pytest.approx(1.0)
+    for w in (0.1, 0.25, 0.5):
+        r = run_replay(w)
+        assert r["gain"] >= REPLAY["min_gain"] and r["retained"] >= REPLAY["min_retained"], r
+    assert run_replay(0.25)["retained"] > 0.999
+    # replay weight 0 is plain SFT
+    plain = toyenv.family_success(nb07["run_tf"].policy)[0]
+    assert r0["gain"] == pytest.approx(plain, abs=1e-6)
+
+
+def test_08_exercise_08_3_mode_facts():
+    """08 exercise 08.3: the forward-KL student keeps both modes (reverse drops one) and puts half its
+    mass on neither mode."""
+    from toyenv.course.checks.nb08 import mode_facts
+    facts = mode_facts()
+    assert facts["keeps_both"] == "forward" and facts["between"] == pytest.approx(0.5, abs=0.01)

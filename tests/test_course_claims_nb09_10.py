@@ -406,3 +406,58 @@ def test_09_9_6_stage_mismatch(ho):
     assert mm["hinted_success"][0] == pytest.approx(0.66, abs=0.005) and mm["hinted_success"][1] == pytest.approx(0.99, abs=0.005)
     assert ok["bare_success"][0] == pytest.approx(0.02, abs=0.005) and ok["bare_success"][1] == pytest.approx(0.95, abs=0.005)
     assert ok["learner_off_data"] == pytest.approx(0.02, abs=0.005)
+
+def test_09_exercise_09_2_verdict():
+    """09 exercise 09.2: GRPO (beta = 0, 60 updates) on many-paths is reshaping-dominant with a high
+    attrition risk: nothing expands, pass@1 rises, two prompts fall and pass@256 falls."""
+    from toyenv.course.checks.nb09 import predicted_run_diagnosis
+    dg = predicted_run_diagnosis()
+    e = dg.evidence
+    assert dominant_role(dg) == ("reshaping", "high")
+    assert e["expanded_mass"] < 1e-3 and e["success_after"] > e["success_before"] + 0.4
+    assert e["prompts_down"] == 2 and e["pass_large_after"] < e["pass_large_before"] - 0.1
+
+
+def _sampled_training(mdp, n, updates=60, lr=5.0):
+    """Notebook 10 §5's loop with the reference step (autograd through sequence_log_prob)."""
+    import torch
+    from toyenv.core.passes import exact_policy_gradient
+    from toyenv.core.policies import sequence_log_prob
+
+    def step(mdp, logits, states, actions, lr):
+        pi = toyenv.TabularPolicy(mdp, logits)
+        lp = sequence_log_prob(mdp, pi.log_probs(), states, actions)
+        r = torch.as_tensor(mdp.rewards[states, actions], dtype=lp.dtype)
+        (-((r - r.mean()) * lp).mean()).backward()
+        return logits - lr * pi.logits.grad.numpy()
+
+    logits = toyenv.TabularPolicy.from_probs(mdp, mdp.base_policy().probs()).logits.detach().numpy()
+    start, success = logits.copy(), []
+    for u in range(updates + 1):
+        pi = toyenv.TabularPolicy(mdp, logits)
+        success.append(float(mdp.prompt_weights @ toyenv.success_prob(pi)))
+        if u == updates:
+            break
+        if n is None:
+            logits = logits + lr * exact_policy_gradient(mdp, pi.probs())
+        else:
+            s, a = toyenv.sample_pairs(pi, n, seed=u)
+            logits = step(mdp, logits, s, a, lr)
+    return np.array(success), logits, start
+
+
+def test_10_sampled_reinforce_tracks_the_exact_gradient_and_sees_nothing_on_the_hidden_path():
+    """10 §5 (exercise 10.2): with 64 samples per update the sampled run stays close to the exact
+    gradient; with 8 it lags; on the hidden path 60 x 64 samples hold no correct completion and the
+    update is exactly zero."""
+    mp = toyenv.make("many-paths")
+    exact, _, _ = _sampled_training(mp, None)
+    s64, _, _ = _sampled_training(mp, 64)
+    s8, _, _ = _sampled_training(mp, 8)
+    assert exact[0] == pytest.approx(0.227, abs=1e-3) and exact[-1] > 0.85
+    assert np.abs(s64 - exact).max() < 0.05
+    assert s8[-1] < s64[-1] and s8[-1] < exact[-1]
+    hp = toyenv.make("hidden-path")
+    s_hp, logits, start = _sampled_training(hp, 64)
+    np.testing.assert_array_equal(logits, start)
+    assert np.all(s_hp == s_hp[0])

@@ -165,3 +165,14 @@ def test_11_7_reference_reading_of_the_cases(course):
                    "teacher": ("teacher traces", "teacher correction"),
                    "self-improvement": ("one cached batch", "STaR rounds"),
                    "search": ("student: searcher traces", "student: on its own rollouts")}
+
+
+def test_11_exercise_11_1_process_reward_changes_role_with_the_world():
+    """11 exercise 11.1 (and 06 §5): GRPO with the exact process reward is reshaping-dominant on
+    many-paths (60 updates) and expansion-dominant on the rare hidden path (p_hidden = 1e-2, 200)."""
+    from toyenv.course.checks.nb11 import process_run_verdicts
+    v = process_run_verdicts()
+    (role, risk), e = v["many-paths"]
+    assert role == "reshaping" and risk == "high" and e["expanded_mass"] < 1e-3
+    (rare_role, _), _ = v["hidden-path, p_hidden = 1e-2"]
+    assert rare_role == "expansion"

@@ -37,7 +37,8 @@ from .methods import (METHODS, RewardModel, Run, base_transformer, bon_kl_bound,
                       rejection_sampling, reward_model, rl, rlhf, self_improve, sft, state_map,
                       teacher_view, train)
 from .analysis.pipeline import Diagnosis, PipelineReport, diagnose, pipeline
-from .analysis.forgetting import at_matched_gain, family_demos, family_success, family_task, forgetting, forgetting_curve
+from .analysis.forgetting import (at_matched_gain, family_demos, family_success, family_task, forgetting,
+                                 forgetting_curve, replay_sft)
 from .analysis.experiments import after_slip, compare_provenance, mode_scan, overoptimization
 from .analysis.borderline import borderline_cases
 from .viz import plots, widgets  # noqa: F401  `from toyenv import plots, widgets`
@@ -52,7 +53,7 @@ __all__ = [
     "distill", "state_map", "teacher_view", "mode_scan", "after_slip", "compare_provenance", "fit",
     "base_transformer", "RewardModel", "reward_model", "rlhf", "overoptimization", "bon_probs",
     "bon_policy", "bon_kl_bound", "pipeline", "PipelineReport", "diagnose", "Diagnosis", "forgetting",
-    "forgetting_curve", "at_matched_gain", "family_success", "family_task", "family_demos",
+    "forgetting_curve", "at_matched_gain", "family_success", "family_task", "family_demos", "replay_sft",
     "TokenMDP", "tree_size", "Policy", "TabularPolicy", "TransformerPolicy", "make", "presets",
     "describe", "Occupancy", "SupportChange", "occupancy", "effective_support", "support_change",
     "trajectory_support", "trajectory_probs", "reach", "success_prob", "expected_reward",

@@ -129,3 +129,46 @@ def at_matched_gain(curve: dict, level: float) -> dict:
     f = (level - tr[i - 1]) / (tr[i] - tr[i - 1])
     lerp = lambda v: float(v[i - 1] + f * (v[i] - v[i - 1]))   # noqa: E731
     return {"level": level, "other": lerp(curve["other"]), "kl": lerp(curve["kl"]), "step": lerp(curve["step"])}
+
+
+def replay_sft(policy: Policy, demos, replay_prompts, weight: float, *, steps: int = 40, lr: float | None = None,
+               seed: int = 0, replay_from: Policy | None = None, **train_options) -> Run:
+    """SFT on ``demos`` while replaying the old policy's own behaviour on ``replay_prompts``: every step
+    minimises ``(1 - weight)·SFT(demos) + weight·SFT(replay)`` (survey §4.3: supervised replay of
+    previously produced traces; §6.4: attrition across a stage).
+
+    The replay term is the cross-entropy of the current policy on the completions that ``replay_from``
+    (default: ``policy``, the model before the stage) produces on ``replay_prompts``, in expectation:
+    the teacher-forcing targets of infinitely many of its samples there, so the run is exact and
+    needs no verifier for those prompts. ``weight = 0`` is plain SFT, ``weight = 1`` only replays.
+    Exercise 07.2 picks ``weight``.
+    """
+    from ..core.passes import reach_from_probs
+    from ..methods.data import check_demos, token_targets
+    from ..methods.loop import check_fraction, check_loop_options, default_lr, train
+    from ..methods.losses import sft_loss
+    check_policy(policy)
+    check_loop_options(steps, lr, seed, train_options)
+    weight = check_fraction(weight, "weight", fix="the replay weight: 0 is plain SFT, 1 only replays")
+    mdp = policy.mdp
+    old = policy if replay_from is None else replay_from
+    check_policy(old, "replay_from")
+    check_same_world(mdp, old.mdp, "replay_from")
+    prompts = np.unique(np.asarray(replay_prompts, dtype=np.int64).ravel())
+    if prompts.size == 0 or prompts.min() < 0 or prompts.max() >= mdp.num_prompts:
+        raise ValueError(f"replay_prompts must be prompt indices in [0, {mdp.num_prompts}), got {replay_prompts!r}")
+    states, actions = check_demos(mdp, demos)
+    demo_targets = token_targets(mdp, states, actions)
+    p_old = old.probs()
+    rows = np.isin(mdp.prompt_of, prompts)
+    replay_targets = np.where(rows[:, None], reach_from_probs(mdp, p_old)[:, None] * p_old, 0.0) / prompts.size
+
+    def objective(pi, log_probs, step, rng):
+        l_demo, _ = sft_loss(log_probs, demo_targets)
+        l_replay, _ = sft_loss(log_probs, replay_targets)
+        return (1 - weight) * l_demo + weight * l_replay, {"sft_loss": float(l_demo.detach()),
+                                                         "replay_loss": float(l_replay.detach())}
+
+    lr = default_lr(policy, lr, "sft")
+    config = dict(weight=weight, steps=steps, lr=lr, seed=seed, n_demos=len(states), replay_prompts=prompts.tolist())
+    return train(policy, objective, steps=steps, lr=lr, seed=seed, method="sft", config=config, **train_options)

@@ -1,5 +1,9 @@
-"""Checks of notebook 06 (guided RL and hybrids): process advantages V(s') - V(s) from a value
-array, and the fraction of GRPO groups that carry a gradient when some rollouts are hinted.
+"""Checks of notebook 06 (guided RL and hybrids), in the notebook's order:
+
+06.1  the fraction of GRPO groups that carry a gradient when some rollouts are hinted;
+06.2  predict, then run: which of the section's four guided runs teach the *unhinted* policy the
+      hidden path;
+06.3  process advantages V(s') - V(s) from a value array (§5.2).
 
 Registered with :mod:`toyenv.checks` (``checks.check("06.1", fn)``); see that module for the
 machinery. Each check computes the answer of every typical mistake and names the mistake whose
@@ -14,7 +18,7 @@ from .framework import Case, Failed, _as_array, _world, compare, exercise
 NOTEBOOK = "06_guided_rl_and_hybrids"
 
 
-# ------------------------------------------------------------------------------- 06.1
+# ------------------------------------------------------------------------------- 06.3
 def process_advantages_variant(mdp, V, x, tokens, *, how: str = "right") -> np.ndarray:
     """Per-token process advantages ``[len(tokens)]`` (default: right): A_t = V(s_{t+1}) - V(s_t)
     with s_t = (x, y_<t) and, after the last token, the verifier's reward r(x, y) in place of V.
@@ -52,7 +56,7 @@ _PROC_HINTS = [
 ]
 
 
-@exercise("06.1", notebook=NOTEBOOK, title="Process advantages V(s') - V(s) (§5.2)",
+@exercise("06.3", notebook=NOTEBOOK, title="Process advantages V(s') - V(s) (§5.2)",
           hints=("A process advantage credits each token with the change it made to the chance of success. "
                  "Which value do you have before token t, which after it, and what stands in for 'after' at "
                  "the last token?",
@@ -98,7 +102,7 @@ def check_process_advantages(fn):
             "long, in two worlds")
 
 
-# ------------------------------------------------------------------------------- 06.2
+# ------------------------------------------------------------------------------- 06.1
 def informative_variant(p_bare, p_hinted, hint_prob, group_size, *, how: str = "right"):
     """P(a GRPO group of ``group_size`` i.i.d. rollouts has both a success and a failure) when each
     rollout starts from the hint with probability ``hint_prob`` (default: right).
@@ -140,7 +144,7 @@ _INF_HINTS = [
 ]
 
 
-@exercise("06.2", notebook=NOTEBOOK, title="Which GRPO groups carry a gradient, with hints",
+@exercise("06.1", notebook=NOTEBOOK, title="Which GRPO groups carry a gradient, with hints",
           hints=("A GRPO group carries a gradient only when its rollouts disagree. What is one rollout's "
                  "success probability when it is hinted with probability hint_prob, and which groups have "
                  "zero variance?",
@@ -176,3 +180,66 @@ def check_informative_fraction(fn):
                                     if np.any((a < -1e-12) | (a > 1 + 1e-12)) else None))
     return (f"{len(cases)} cases: no hint, partial and full hints, all-success groups, groups of 2 to 16 "
             "rollouts")
+
+
+# ------------------------------------------------------------------------------- 06.2
+HINT_RUNS = ("RL alone", "hint on every rollout", "hint on half", "hint on half, learn_hint=True")
+"""The four runs of notebook 06, section 1 (hidden-path base, beta = 0, 200 steps, seed 0)."""
+HINT_RUNS_THAT_SOLVE = frozenset({"hint on half", "hint on half, learn_hint=True"})
+"""The runs whose *unhinted* success passes 0.5 within 200 steps. The value is a measurement of the
+package's runs, asserted by tests/test_course_claims_nb05_06.py (training the four runs inside the
+check would take about ten seconds)."""
+
+_WHY_RUN = {
+    "RL alone": ("RL alone never samples a correct answer (probability 4e-6 per rollout), so every group "
+                 "has zero variance and carries no gradient (notebook 05)"),
+    "hint on every rollout": ("with every rollout hinted, the hint tokens are never trained and every rollout "
+                              "of a group starts with the same token h: nothing teaches the root to say h, so "
+                              "the policy learns to finish the path but not to start it; its unhinted success "
+                              "stays near 1e-4, the probability of starting with h"),
+    "hint on half": ("with half the rollouts hinted, hinted successes and unhinted failures share a group; the "
+                     "unhinted rollouts get negative advantages that push down the wrong first tokens at the "
+                     "root, and their mass flows to h: the unhinted policy learns the path"),
+    "hint on half, learn_hint=True": ("training on the hint tokens as well adds a direct push on h at the root, "
+                                      "on top of the negative advantages of the unhinted failures in mixed "
+                                      "groups: the unhinted policy learns the path, sooner"),
+}
+
+
+@exercise("06.2", notebook=NOTEBOOK, title="Predict: which guided runs teach the unhinted policy",
+          kind="predict",
+          hints=("Guidance changes the rollouts, not the reward, and by default the hint tokens get no gradient. "
+                 "For each run, ask which tokens at the root of an unhinted prompt receive a non-zero advantage, "
+                 "and with which sign.",
+                 "A GRPO group teaches only when its rollouts disagree. Without hints no rollout succeeds. With "
+                 "every rollout hinted, all rollouts of a group share the forced first token, and that token is "
+                 "masked out of the loss. With some rollouts hinted, hinted successes and unhinted failures meet "
+                 "in one group: the failures' first tokens get negative advantages, and the probability they lose "
+                 "goes to the other first tokens, h included. Learning the hint tokens adds a direct positive "
+                 "push on h."),
+          reread="notebook 06's section on hints (some rollouts start on the right path) and notebook 05's "
+                 "groups without variance")
+def check_hint_prediction(value):
+    if isinstance(value, str):
+        value = {value}
+    try:
+        chosen = {str(v) for v in value}
+    except TypeError:
+        raise Failed(f"give a set of run names, e.g. {{{HINT_RUNS[0]!r}}} (or an empty set), not "
+                     f"{type(value).__name__}") from None
+    if not isinstance(value, (set, frozenset, list, tuple)) or any(not isinstance(v, str) for v in value):
+        raise Failed("give a set of run names (strings), chosen among: " + ", ".join(repr(r) for r in HINT_RUNS))
+    unknown = sorted(chosen - set(HINT_RUNS))
+    if unknown:
+        raise Failed(f"unknown run name(s) {', '.join(repr(u) for u in unknown)}: choose among "
+                     + ", ".join(repr(r) for r in HINT_RUNS))
+    right = set(HINT_RUNS_THAT_SOLVE)
+    wrong_in = sorted(chosen - right, key=HINT_RUNS.index)
+    missed = sorted(right - chosen, key=HINT_RUNS.index)
+    if wrong_in or missed:
+        parts = ([f"you predicted that {r!r} solves the task, but " + _WHY_RUN[r] for r in wrong_in]
+                 + [f"you predicted that {r!r} does not, but " + _WHY_RUN[r] for r in missed])
+        raise Failed("; ".join(parts) + ". Run the next cell to see the four curves (§5.1: guidance expands "
+                     "selectively, only where it points)")
+    return ("exactly the runs that hint some rollouts, not all, teach the unhinted policy: mixed groups put "
+            "negative advantages on the wrong first tokens (§5.1, §7.1.3)")

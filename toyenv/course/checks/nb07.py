@@ -1,11 +1,12 @@
 """Checks of notebook 07 (support attrition, survey §3.3.4 Eq. 8, §6.4).
 
-07.1  the attrited set A_ε = E_ε(before) \\ E_ε(after) from two occupancies (Eq. 8);
-07.2  the attrition rate of a held-out set of prompts: the share of their old occupancy that left
-      the support, the quantity notebook 07 monitors.
+07.1  the attrition rate of a held-out set of prompts: the share of their old occupancy that left
+      the support (Eq. 8), the quantity notebook 07 monitors;
+07.2  experiment: choose a replay weight that keeps family B's support while SFT teaches family A
+      (``toyenv.replay_sft``, run exactly by the check).
 
-Cases are tabular policies of the built-in worlds (random and base policies: no training inside a
-check) plus small hand-built occupancies with ties at ε. Every typical mistake is computed as a
+07.1's cases are tabular policies of the built-in worlds (random and base policies: no training
+inside the check) with a tie at ε. Every typical mistake is computed as a
 variant and named in the hint (see :func:`toyenv.checks.compare`).
 """
 from __future__ import annotations
@@ -45,100 +46,7 @@ def _pairs():
     return out
 
 
-def _tie_case():
-    """A hand-built 4x3 occupancy with entries exactly at ε = 0.1 before and after."""
-    before = np.array([[0.10, 0.30, 0.05],
-                       [0.20, 0.10, 0.00],
-                       [0.05, 0.15, 0.05],
-                       [0.25, 0.12, 0.00]])
-    after = np.array([[0.05, 0.30, 0.20],
-                      [0.10, 0.09, 0.06],
-                      [0.00, 0.10, 0.05],
-                      [0.02, 0.20, 0.00]])
-    return before, after, 0.1
-
-
-def attrited_variant(d_before, d_after, eps, kind="right"):
-    """The attrited set (``kind="right"``) and the sets typical mistakes give, ``[S, V]`` bool."""
-    b, a = np.asarray(d_before), np.asarray(d_after)
-    e0, e1 = b >= eps, a >= eps
-    return {
-        "right": e0 & ~e1,
-        "expanded": e1 & ~e0,
-        "shared": e0 & e1,
-        "xor": e0 ^ e1,
-        "strict-before": (b > eps) & ~e1,
-        "strict-after": e0 & ~(a > eps),
-        "strict-both": (b > eps) & ~(a > eps),
-        "decrease": a < b,
-        "decrease-in-support": e0 & (a < b),
-        "after-only": ~e1,
-    }[kind]
-
-
-_MASK_HINTS = {
-    "expanded": "you returned the expanded set (Eq. 6: in support after, not before); the attrited set "
-                "(Eq. 8) is the other way round: in E_eps before, out of it after",
-    "shared": "you returned the shared support C_eps (Eq. 7: in support before and after); attrited pairs are "
-              "in E_eps before but no longer after",
-    "xor": "you returned every pair whose membership changed (expanded and attrited together); Eq. 8 keeps only "
-           "the pairs that left: in E_eps before and not after",
-    "strict-before": "a pair with d_before exactly eps was in the support (Eq. 5 uses >=), so it can be attrited: "
-                     "use d_before >= eps",
-    "strict-after": "a pair with d_after exactly eps is still in the support after (Eq. 5 uses >=), so it is not "
-                    "attrited: the test for leaving is d_after < eps",
-    "strict-both": "the support is d >= eps (Eq. 5), before and after: a pair is attrited when "
-                   "d_before >= eps and d_after < eps",
-    "decrease": "you returned every pair whose occupancy fell; attrition is about leaving the support, not any "
-                "decrease: a pair that drops from 0.3 to 0.2 is reshaped, still shared",
-    "decrease-in-support": "a pair that lost occupancy but still has d_after >= eps stays in the support "
-                           "(reshaping, Eq. 7); attrited pairs end below eps",
-    "after-only": "you returned every pair outside the support after, including pairs that were never in it; "
-                  "a pair can only be attrited if it was in E_eps before (d_before >= eps)",
-}
-
-
-@exercise("07.1", notebook=NOTEBOOK, title="The attrited set (Eq. 8)",
-          hints=("Attrition is the mirror image of expansion. Which pairs were in E_eps before training, and "
-                 "which of those are no longer in it after?",
-                 "A pair is attrited when d_before is at least eps (in the support before; Eq. 5 uses >=) "
-                 "and d_after is below eps (out of it after): Eq. 8. Combine the two entry-wise comparisons "
-                 "with a logical and; the answer is that boolean mask, the shape of d_before."),
-          reread="notebook 07's section 'attrition is a set' (Eq. 8)",
-          forbid=("toyenv.support_change", "toyenv.core.exact.support_sets",
-                  "toyenv.course.checks.nb07.attrited_variant"),
-          own="compare the two occupancies with eps yourself")
-def check_attrited_set(fn):
-    cases = []
-    for name, mdp, b, a in _pairs():
-        for eps in (1e-2, 1e-3):
-            cases.append((Case(f"{name}, eps = {eps:g}", (b, a, eps)), mdp))
-    tb, ta, teps = _tie_case()
-    cases.append((Case("a hand-built 4x3 occupancy with entries exactly at eps = 0.1, before and after",
-                       (tb, ta, teps)), None))
-    _, mdp0, b0, _ = _pairs()[0]
-    cases.append((Case("the same policy before and after (nothing can be attrited)", (b0, b0.copy(), 1e-3)), mdp0))
-    for case, mdp in cases:
-        b, a, eps = case.args
-        expected = attrited_variant(b, a, eps)
-        got = case.call(fn)
-        arr = np.asarray(got) if got is not None and np.ndim(got) else None
-        if arr is not None and arr.shape == expected.shape and arr.dtype != object and \
-                not np.any(arr) and np.any(expected):
-            raise Failed(f"your attrited set on {case.name} is empty, but {int(expected.sum())} pairs left the "
-                         "support there: a pair is attrited when d_before >= eps and d_after < eps")
-        where = (lambda idx, mdp=mdp, b=b, a=a: describe_pair(mdp, *idx)
-                 + f" (d_before = {b[idx]:.4g}, d_after = {a[idx]:.4g})") if mdp is not None else \
-            (lambda idx, b=b, a=a: f"entry {idx} (d_before = {b[idx]:.4g}, d_after = {a[idx]:.4g})")
-        compare(got, expected, case=case, what="your attrited set", where=where,
-                mistakes={h: v for k, h in _MASK_HINTS.items() if (v := attrited_variant(b, a, eps, k)).any()} | {
-                    "return the mask itself, not the number of attrited pairs (that is mask.sum())":
-                        int(expected.sum())})
-    return (f"{len(cases)} cases: three worlds at two thresholds, ties exactly at eps and an unchanged "
-            "policy")
-
-
-# ------------------------------------------------------------------------------------------ 07.2
+# ------------------------------------------------------------------------------------------ 07.1
 def held_out_variant(mdp, d_before, d_after, eps, prompts, kind="right"):
     """Attrition rate of the prompts ``prompts`` and the values typical mistakes give."""
     b, a = np.asarray(d_before, float), np.asarray(d_after, float)
@@ -198,13 +106,13 @@ _RATE_HINTS = {
 }
 
 
-@exercise("07.2", notebook=NOTEBOOK, title="Attrition rate of held-out prompts",
+@exercise("07.1", notebook=NOTEBOOK, title="Attrition rate of held-out prompts",
           hints=("The rate asks: of the behaviour the held-out prompts had before, what share was on pairs "
                  "that left the support? Which states belong to the held-out prompts, and which mass goes "
                  "above and which below the fraction bar?",
                  "Select the states of the held-out prompts (mdp.prompt_of gives each state's prompt). "
-                 "Numerator: the old occupancy d_before summed over their attrited pairs (Eq. 8, as in "
-                 "07.1). Denominator: d_before summed over all their pairs. The rate is the ratio, one "
+                 "Numerator: the old occupancy d_before summed over their attrited pairs (Eq. 8: in the "
+                 "support before, below eps after). Denominator: d_before summed over all their pairs. The rate is the ratio, one "
                  "number between 0 and 1."),
           reread="notebook 07's section on monitoring attrition",
           forbid=("toyenv.held_out_attrition", "toyenv.support_change", "toyenv.core.exact.support_sets",
@@ -243,3 +151,60 @@ def check_held_out_attrition(fn):
                 diagnose=lambda x: ("A rate lies between 0 and 1." if not 0 <= float(x) <= 1 else None))
     return (f"{len(cases)} cases: three worlds, held-out families and rare prompts, two thresholds and an "
             "unchanged policy")
+
+
+# ------------------------------------------------------------------------------------------ 07.2
+REPLAY = dict(steps=40, lr=1e-3, seed=0, eps=1e-3, min_gain=0.9, min_retained=0.95)
+"""Exercise 07.2's fixed setting and criterion: 40 SFT steps on family A (lr 1e-3, seed 0) from the
+two-skills base transformer, replaying the base on family B; pass when family A's success is at
+least ``min_gain`` and family B keeps at least ``min_retained`` of its old occupancy in the support
+(held-out attrition rate at ``eps`` at most 1 - min_retained)."""
+
+
+def run_replay(weight: float) -> dict:
+    """Run exercise 07.2's experiment exactly: A's success, B's success and B's retained share."""
+    from toyenv.analysis.forgetting import family_demos, family_success, replay_sft
+    from toyenv.core.exact import held_out_attrition
+    from toyenv.methods.fit import base_transformer
+    mdp = _world("two-skills")
+    tf = base_transformer(mdp)
+    B = np.nonzero(np.asarray(mdp.info["family"]) == 1)[0]
+    run = replay_sft(tf, family_demos(mdp, 0), B, float(weight), steps=REPLAY["steps"], lr=REPLAY["lr"],
+                     seed=REPLAY["seed"], num_snapshots=2)
+    fs = family_success(run.policy)
+    return {"weight": float(weight), "gain": float(fs[0]), "other": float(fs[1]),
+            "retained": 1.0 - held_out_attrition(tf, run.policy, REPLAY["eps"], B)}
+
+
+@exercise("07.2", notebook=NOTEBOOK, title="Experiment: a replay weight that keeps the held-out family",
+          kind="experiment",
+          hints=("Two things pull on the weight. With none, the shared parameters carry 'start with a' over "
+                 "to family B; with all of it, nothing teaches family A. Try a few weights with "
+                 "toyenv.replay_sft and measure both numbers before you commit.",
+                 "Run replay_sft with the setting of the exercise for weights spread over [0, 1] (say 0, 0.1, "
+                 "0.3, 0.6, 1), and for each compute family A's success (toyenv.family_success) and one minus "
+                 "the held-out attrition rate of family B at eps = 1e-3 (toyenv.held_out_attrition). Keep a "
+                 "weight where the first is at least 0.9 and the second at least 0.95; a weight in the middle "
+                 "of that range is safest."),
+          reread="notebook 07's sections on monitoring attrition and on replay")
+def check_replay_weight(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise Failed(f"give the replay weight as a number between 0 and 1, not {type(value).__name__}")
+    w = float(value)
+    if not 0.0 <= w <= 1.0:
+        raise Failed(f"the replay weight must lie in [0, 1] (0 is plain SFT, 1 only replays); got {value!r}")
+    r = run_replay(w)
+    gain_ok, keep_ok = r["gain"] >= REPLAY["min_gain"], r["retained"] >= REPLAY["min_retained"]
+    said = (f"with weight {w:g}, family A's success is {r['gain']:.3f} (needed >= {REPLAY['min_gain']}) and "
+            f"family B keeps {r['retained']:.1%} of its old occupancy in the support (needed >= "
+            f"{REPLAY['min_retained']:.0%}; its success is {r['other']:.3f})")
+    if not keep_ok and not gain_ok:
+        raise Failed(said + ": neither criterion holds; re-run the weights you tried and read both numbers")
+    if not keep_ok:
+        raise Failed(said + ": too little replay. The shared weights carry family A's first token over to family "
+                     "B and its old behaviour leaves the support (Eq. 8); raise the weight")
+    if not gain_ok:
+        raise Failed(said + ": too much replay. The replay term dominates the loss and family A learns too "
+                     "slowly in 40 steps; lower the weight")
+    return (said + ": a little supervised replay of the old model's own behaviour on the held-out prompts "
+            "keeps them in the support while the new skill is learned (§4.3 replay, §6.4)")

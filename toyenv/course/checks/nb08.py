@@ -3,7 +3,9 @@
 08.1  the teacher state of every student state when the teacher reads another prompt (scaffold
       removal: the hinted twin of a bare prompt);
 08.2  per-state KL(p(.|s) || q(.|s)) with 0·log 0 = 0, the building block of forward and reverse KL;
-08.3  the sequence-level KL by the chain rule: sum_x D(x) sum_s reach_p(s) KL_s (the chain rule over the tree).
+08.3  predict, then run: which divergence's best memoryless student keeps both of a bimodal
+      teacher's modes, and how much mass it puts on neither;
+08.4  the sequence-level KL by the chain rule: sum_x D(x) sum_s reach_p(s) KL_s (the chain rule over the tree).
 
 Cases use the built-in worlds' policies and small hand-built tables (zeros, a bimodal teacher).
 Every typical mistake is computed as a variant and named in the hint.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .framework import Case, compare, describe_pair, exercise
+from .framework import Case, Failed, compare, describe_pair, exercise
 
 NOTEBOOK = "08_distillation_consolidation"
 
@@ -183,7 +185,7 @@ def check_kl_rows(fn):
             "two worlds and KL(p || p) = 0")
 
 
-# ------------------------------------------------------------------------------------------ 08.3
+# ------------------------------------------------------------------------------------------ 08.4
 def sequence_kl_variant(mdp, p, q, kind="right"):
     """Sequence-level KL(p || q) by the chain rule and what typical mistakes give."""
     from toyenv.core.exact import kl_per_state, occupancy_from_probs, reach_from_probs
@@ -230,7 +232,7 @@ _SEQ_HINTS = {
 }
 
 
-@exercise("08.3", notebook=NOTEBOOK, title="Sequence KL by the chain rule",
+@exercise("08.4", notebook=NOTEBOOK, title="Sequence KL by the chain rule",
           hints=("The chain rule adds up the per-state KLs, each weighted by how often p reaches its state, "
                  "and weights the prompts by D(x). How do you get the reach probability of every state from "
                  "p?",
@@ -281,3 +283,66 @@ def check_sequence_kl(fn):
                 mistakes={h: sequence_kl_variant(mdp, p, q, k) for k, h in _SEQ_HINTS.items()})
     return (f"{len(cases)} cases: forward and reverse KL with zero-weight prompts, a rarely reached branch, "
             "zeros in p; equals toyenv.kl")
+
+
+# ------------------------------------------------------------------------------------------ 08.3
+DIVERGENCES = ("forward", "reverse", "both", "neither")
+
+
+def mode_facts() -> dict:
+    """What notebook 08's mode scan shows, computed exactly: which divergence's minimiser keeps both
+    modes (at least 0.1 on each) and the mass the forward-KL minimiser puts on neither mode."""
+    from toyenv.analysis.experiments import mode_scan
+    scan = mode_scan()
+    keeps = {}
+    for name, key in (("forward", "argmin_forward"), ("reverse", "argmin_reverse")):
+        i = int(np.argmin(np.abs(scan["t"] - scan[key])))
+        keeps[name] = bool(np.all(scan["mass_modes"][i] >= 0.1))
+    i_fwd = int(np.argmin(np.abs(scan["t"] - scan["argmin_forward"])))
+    keeper = {(True, True): "both", (True, False): "forward", (False, True): "reverse",
+              (False, False): "neither"}[(keeps["forward"], keeps["reverse"])]
+    return {"keeps_both": keeper, "between": float(scan["mass_between"][i_fwd])}
+
+
+_BAND_08 = 0.1
+
+
+@exercise("08.3", notebook=NOTEBOOK, title="Predict: which divergence keeps both modes", kind="predict",
+          hints=("The student picks each token from a distribution that ignores the earlier ones. Think about "
+                 "which divergence punishes a student for missing a teacher mode and which punishes it for "
+                 "putting mass where the teacher has none.",
+                 "Forward KL(T||S) is infinite when the student gives zero to a teacher mode; reverse KL(S||T) "
+                 "is large when the student produces sequences the teacher never does. A memoryless student "
+                 "that keeps both answers must choose each position's token from that position's marginal; "
+                 "multiply the per-position probabilities of the four two-token sequences to get the mass "
+                 "that lands on the two that are neither mode."),
+          reread="notebook 08's section on forward versus reverse KL")
+def check_mode_prediction(value):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise Failed("give a pair (divergence, mass): the divergence one of "
+                     + ", ".join(repr(d) for d in DIVERGENCES) + ", the mass a number in [0, 1]")
+    which, mass = value
+    if not isinstance(which, str) or which not in DIVERGENCES:
+        raise Failed(f"the first entry must be one of {', '.join(repr(d) for d in DIVERGENCES)}; got {which!r}")
+    if isinstance(mass, bool) or not isinstance(mass, (int, float, np.integer, np.floating)) or \
+            not 0.0 <= float(mass) <= 1.0:
+        raise Failed(f"the second entry is a probability mass, a number in [0, 1]; got {mass!r}")
+    facts = mode_facts()
+    if which != facts["keeps_both"]:
+        why = {"reverse": "reverse KL(S||T) weighs the student's own sequences: every 'a a' or 'b b' it produces "
+                          "costs a lot because the teacher never does, so its best student commits to one answer "
+                          "and drops the other (mode seeking)",
+               "both": "the two divergences disagree here: reverse KL's best student drops a mode, because "
+                       "producing sequences the teacher never does costs more than missing one of its answers",
+               "neither": "forward KL(T||S) is infinite when the student misses a teacher mode, so its best "
+                          "student keeps both answers (mode covering), at a price"}[which]
+        raise Failed(f"you predicted {which!r}, but {why}. The divergence that keeps both modes is the one that "
+                     "averages over the teacher's sequences (§4.4, refs. [6], [60])")
+    if abs(float(mass) - facts["between"]) > _BAND_08:
+        raise Failed(f"right divergence, but the mass on neither mode is {facts['between']:.2f}, not "
+                     f"{float(mass):.2f} (band +-{_BAND_08}): a memoryless student that keeps both answers draws "
+                     "each position from the teacher's marginal, half 'a' and half 'b', so each of the four "
+                     "two-token sequences gets a quarter, and two of them are neither mode")
+    return (f"the forward-KL student keeps both modes and pays for it with {facts['between']:.2f} of its mass on "
+            "sequences that are neither mode ('a a', 'b b'); the reverse-KL student commits to one (mode "
+            "covering versus mode seeking, refs. [6], [60])")

@@ -7,10 +7,11 @@ and after the stage, and the teacher when the stage had one). The labels live in
 them before answering spoils the exercise.
 
 09.1 the learner's diagnosis of the mystery runs (a dict letter -> (dominant role, attrition risk));
-the hint for a wrong entry points at the evidence that decides it. 09.2 the notebook's rule,
-``dominant_role(diagnosis) -> (role, risk)``, the course's operational proxy for Table 2's heuristic
-cues (the survey does not intend Table 2 as a decision rule), checked on the mystery runs, pipeline
-stages and edge cases. Attrition is never a role: the survey lists it beside the roles, as a risk.
+the hint for a wrong entry points at the evidence that decides it. 09.2 predict, then run: the
+(role, risk) pair of a run described in words, before its diagnosis is shown. :func:`dominant_role`
+is the notebook's rule, ``dominant_role(diagnosis) -> (role, risk)``, the course's operational proxy
+for Table 2's heuristic cues (the survey does not intend Table 2 as a decision rule). Attrition is
+never a role: the survey lists it beside the roles, as a risk.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from .framework import Case, Failed, exercise
 
 NB = "09_pipelines_and_diagnosis"
 LABELS = ("expansion", "reshaping", "mixed", "consolidation")
-"""The dominant roles of exercise 09.1 (the rule of 09.2 may also say "no change")."""
+"""The dominant roles of exercise 09.1 (the rule :func:`dominant_role` may also say "no change")."""
 RISKS = ("low", "moderate", "high")
 """The attrition risks, reported beside the role (``Diagnosis.attrition_risk``)."""
 RETENTION = 0.9
@@ -270,137 +271,55 @@ def check_mystery_labels(fn):
 
 
 # ------------------------------------------------------------------------------- 09.2
-def _variants() -> dict:
-    """hint -> a wrong rule a learner might write."""
-    def masses_1x(dg):
-        e = dg.evidence
-        return "expansion" if e["expanded_mass"] > e["reshaped_mass"] else "reshaping"
-
-    def by_masses(dg):
-        return dominant_role(dataclasses.replace(dg, evidence={k: v for k, v in dg.evidence.items()
-                                                               if k != "retention"}))
-
-    def no_teacher(dg):
-        return by_masses(dg)
-
-    def any_teacher(dg):
-        return ("consolidation", dg.attrition_risk) if "retention" in dg.evidence else by_masses(dg)
-
-    def one_x(dg):
-        r, risk = dominant_role(dg)
-        return (masses_1x(dg), risk) if r in ("expansion", "reshaping", "mixed") else (r, risk)
-
-    def attrition_role(dg):
-        r, risk = dominant_role(dg)
-        return ("attrition", risk) if risk == "high" else (r, risk)
-
-    def risk_low(dg):
-        return (dominant_role(dg)[0], "low")
-
-    def no_change_reshaping(dg):
-        r, risk = dominant_role(dg)
-        return ("reshaping", risk) if r == "no change" else (r, risk)
-
-    return {
-        "you ignored the teacher: check the retention first (dg.evidence.get('retention', 0) >= 0.9 -> "
-        "'consolidation'); a distilled student keeping its teacher's success is consolidation even when its "
-        "masses look like reshaping": no_teacher,
-        "a teacher alone does not make consolidation: require the retention, dg.evidence['retention'] >= 0.9 "
-        "(a distillation stopped early keeps little of the teacher's success)": any_teacher,
-        f"you compared the masses with a factor 1: the course uses one threshold, ROLE_RATIO = {ROLE_RATIO:g} "
-        "(toyenv.ROLE_RATIO): 'expansion' when expanded_mass >= ROLE_RATIO * reshaped_mass, 'reshaping' when "
-        "reshaped_mass >= ROLE_RATIO * expanded_mass, 'mixed' in between": one_x,
-        "attrition is not a role: the survey lists it beside the roles, as a risk (Table 2, §3.3.4). Keep the "
-        "role from the masses (or the retention) and report the loss as the risk, dg.attrition_risk": attrition_role,
-        "the second element is the stage's attrition risk, dg.attrition_risk ('low', 'moderate' or 'high'), "
-        "whatever the role": risk_low,
-        "when nothing moved (dg.role == 'no change') the role is 'no change'": no_change_reshaping,
-    }
+PREDICT_RUN = dict(world="many-paths", method="GRPO", beta=0.0, steps=60, seed=0)
+"""The run whose role and risk exercise 09.2 asks to predict: sampled GRPO (8 prompts x 8 rollouts per
+update, no KL penalty) for 60 updates from the many-paths base policy, the run of section 8's chooser."""
 
 
 @functools.lru_cache(maxsize=1)
-def _rule_cases() -> tuple:
-    """(name, diagnosis) pairs: the mystery runs, a pipeline's stages and edited edge cases."""
-    import toyenv
-    from toyenv.methods.fit import single_thread
+def predicted_run_diagnosis():
+    """The diagnosis of :data:`PREDICT_RUN` (trained once per process, under a second)."""
     from toyenv.analysis.pipeline import diagnose
-    b = _build()
-    letter = {what: k for k, what in b["what"].items()}
-    cases = [(f"mystery run {k}", dg) for k, dg in b["diagnoses"].items()]
-    hp_sft = b["runs"][letter["sft-hidden-path"]]
-    with single_thread():
-        rl_after = toyenv.rl(hp_sft.after, beta=0.0, steps=100, seed=0).policy
-        rl_alone = toyenv.rl(hp_sft.before, beta=0.0, steps=100, seed=0).policy
-    cases.append(("hidden-path: RL after SFT", diagnose(hp_sft.after, rl_after, EPS)))
-    cases.append(("hidden-path: RL alone (nothing to reinforce)", diagnose(hp_sft.before, rl_alone, EPS)))
-    # edge cases: the same diagnoses with edited evidence (role kept consistent with the masses)
-    sft = b["diagnoses"][letter["sft-hidden-path"]]
-    dist = b["diagnoses"][letter["distill-scaffold"]]
-    for x, r in ((0.30, 0.20), (0.20, 0.30), (0.50, 0.20)):
-        ev = dict(sft.evidence, expanded_mass=x, reshaped_mass=r)
-        cases.append((f"a stage with expanded mass {x:.2f} and reshaped mass {r:.2f}",
-                      dataclasses.replace(sft, role=role_of(x, r, ROLE_RATIO), evidence=ev)))
-    ev = dict(sft.evidence, expanded_mass=0.30, reshaped_mass=0.20)
-    cases.append(("a 'mixed' stage (0.30 vs 0.20) with attrition risk 'high'",
-                  dataclasses.replace(sft, role=role_of(0.30, 0.20, ROLE_RATIO), attrition_risk="high", evidence=ev)))
-    ev = dict(dist.evidence, retention=0.95)
-    cases.append(("a distillation keeping 95% of the teacher's success, attrition risk 'high'",
-                  dataclasses.replace(dist, attrition_risk="high", evidence=ev)))
-    return tuple(cases)
+    from toyenv.core.presets import make
+    from toyenv.methods.rl import rl
+    mdp = make(PREDICT_RUN["world"])
+    base = mdp.base_policy()
+    run = rl(base, beta=PREDICT_RUN["beta"], steps=PREDICT_RUN["steps"], seed=PREDICT_RUN["seed"])
+    return diagnose(base, run.policy, EPS)
 
 
-def _as_pair(ans):
-    if isinstance(ans, (tuple, list)) and len(ans) == 2 and all(isinstance(x, str) for x in ans):
-        return (ans[0].strip().lower(), ans[1].strip().lower())
-    return None
-
-
-@exercise("09.2", notebook=NB, title="The course's proxy for Table 2, as code",
-          hints=("Table 2's cues as code are questions asked in order; the first that applies decides the "
-                 "role. Which question has to come before the masses, and why does a teacher's retention come "
-                 "first of all? The attrition risk is not one of the roles: where does it come from?",
-                 "Role: 'consolidation' when the evidence has a retention of at least 0.9; otherwise 'no "
-                 "change' when the diagnosis says so; otherwise compare the expanded and reshaped masses with "
-                 "the course's threshold ROLE_RATIO ('expansion', 'reshaping', or 'mixed' in between). Risk: "
-                 "the diagnosis's attrition risk. Return the pair (role, risk)."),
-          reread="notebook 09's section on the course's proxy for Table 2, and your answers to exercise 09.1",
-          forbid=("toyenv.course.checks.nb09.dominant_role",),
-          own="write the rule yourself")
-def check_dominant_role(fn):
-    cases = _rule_cases()
-    truth = [dominant_role(dg) for _, dg in cases]
-    got = []
-    for (name, dg), t in zip(cases, truth):
-        c = Case(name, (dg,))
-        ans = c.call(fn)
-        if ans is None:
-            raise Failed(f"your function returned None on {name}: did you forget to `return` (role, risk)?")
-        if isinstance(ans, str):
-            if ans.strip().lower() == "attrition":
-                raise Failed(f"on {name} you returned 'attrition': attrition is not a role but a risk (Table 2 "
-                             "lists it separately). Return a pair (role, dg.attrition_risk)")
-            raise Failed(f"on {name} you returned the string {ans!r}: return a pair (role, attrition risk), "
-                         "e.g. ('reshaping', dg.attrition_risk)")
-        pair = _as_pair(ans)
-        if pair is None:
-            raise Failed(f"return a pair of strings (role, attrition risk), not {ans!r}, on {name}")
-        got.append(pair)
-    wrong = [i for i, (g, t) in enumerate(zip(got, truth)) if g != t]
-    if not wrong:
-        return (f"{len(cases)} diagnoses: the mystery runs, a pipeline's stages, 'no change', 'mixed' roles at "
-                f"ROLE_RATIO = {ROLE_RATIO:g}, and a consolidation with high risk")
-    first = wrong[0]
-    name = cases[first][0]
-    if got[first][0] in ("expansion-dominant", "reshaping-dominant"):
-        raise Failed(f"on {name} you returned {got[first][0]!r}, the diagnosis's role string: return one of the "
-                     f"roles {', '.join(map(repr, LABELS + ('no change',)))}")
-    for hint, rule in _variants().items():
-        alt = [rule(dg) for _, dg in cases]
-        if all(alt[i] == got[i] for i in wrong) and alt[first] != truth[first]:
-            raise Failed(f"{hint} (seen on {name}: you said {got[first]!r}, the rule gives {truth[first]!r})")
-    dg = cases[first][1]
+@exercise("09.2", notebook=NB, title="Predict a run's role and attrition risk from its description",
+          kind="predict",
+          hints=("Recall what this kind of training did in this world in notebook 05: did any correct answer "
+                 "enter the support, and did every prompt keep its answers? Those are two separate questions.",
+                 "The role comes from where the new occupancy sits: on pairs that were already in E_eps "
+                 "(reshaped mass) or on new ones (expanded mass), compared with the factor ROLE_RATIO. The risk "
+                 "is read beside it from the prompts whose success fell and from pass@k at large k: RL without a "
+                 "KL penalty sharpens the answers it samples most and squeezes out what it rarely samples."),
+          reread="notebook 09's sections on the proxy for Table 2 and on one method in several roles, and "
+                 "notebook 05's pass@k crossover")
+def check_role_prediction(value):
+    pair = _pair(value)
+    if pair is None:
+        raise Failed("give a pair of strings (role, attrition risk), e.g. ('mixed', 'low'): the role one of "
+                     + ", ".join(repr(r) for r in LABELS + ("no change",)) + "; the risk one of "
+                     + ", ".join(repr(r) for r in RISKS))
+    role, risk = pair
+    if role not in LABELS + ("no change", "attrition"):
+        raise Failed(f"unknown role {value[0]!r}: choose one of " + ", ".join(repr(r) for r in LABELS + ("no change",)))
+    if risk not in RISKS:
+        raise Failed(f"unknown attrition risk {risk!r}: choose one of " + ", ".join(repr(r) for r in RISKS))
+    dg = predicted_run_diagnosis()
+    truth_role, truth_risk = dominant_role(dg)
+    wrong = []
+    if role != truth_role:
+        wrong.append(_role_hint("GRPO on many-paths", role, truth_role, dg).replace("run GRPO", "GRPO"))
+    if risk != truth_risk:
+        wrong.append(_risk_hint("GRPO on many-paths", risk, dg).replace("run GRPO on many-paths's attrition risk", "the attrition risk of GRPO on many-paths"))
+    if wrong:
+        raise Failed("; ".join(wrong) + ". Role and risk are separate verdicts (§3.3.4, §3.5)")
     e = dg.evidence
-    raise Failed(f"on {name} you said {got[first]!r}, the rule gives {truth[first]!r} (role {dg.role}, "
-                 f"attrition risk {dg.attrition_risk}, expanded mass {e['expanded_mass']:.3f}, reshaped "
-                 f"mass {e['reshaped_mass']:.3f}, retention {e.get('retention', float('nan')):.2f}); "
-                 f"{len(wrong)} of {len(cases)} cases differ")
+    return (f"{truth_role}-dominant (expanded {e['expanded_mass']:.2f}, reshaped {e['reshaped_mass']:.2f}) with "
+            f"attrition risk {truth_risk}: pass@1 rose {e['success_before']:.2f} -> {e['success_after']:.2f} while "
+            f"pass@{e['k_large']} fell {e['pass_large_before']:.2f} -> {e['pass_large_after']:.2f}; a gain that "
+            "masks a loss, read from the run's description before any number")

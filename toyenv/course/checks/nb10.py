@@ -1,7 +1,8 @@
 """Checks for notebook 10, from exact to sampled (survey §7.2.1).
 
-10.1 samples needed to see a behaviour of mass ε at confidence c; 10.2 the empirical occupancy
-(an unbiased estimate of Eq. 2 from sampled completions); 10.3 the unbiased pass@k estimator.
+10.1 samples needed to see a behaviour of mass ε at confidence c; 10.2 a training step: one
+REINFORCE update of per-state logits from sampled completions (the sampled twin of notebook 05's
+exact gradient), used by the notebook's later cells; 10.3 the unbiased pass@k estimator.
 Each check compares with :mod:`toyenv.estimate` and names the typical mistake it recognises.
 """
 from __future__ import annotations
@@ -61,98 +62,117 @@ def check_samples_needed(fn):
 
 
 # ------------------------------------------------------------------------------- 10.2
-def empirical_occupancy_variant(mdp, states, actions, *, eta: str = "1/T(y)", norm: str = "n",
-                                weigh_prompts: bool = False, steps: str = "all",
-                                unique: bool = False) -> np.ndarray:
-    """The empirical occupancy with the choices a learner can get wrong (defaults: right). ``[S, V]``."""
-    s = np.asarray(states, dtype=np.int64)
-    a = np.asarray(actions, dtype=np.int64)
-    if unique:
-        pairs = np.unique(np.stack([s, a], 1), axis=0)
-        s, a = pairs[:, 0], pairs[:, 1]
-    n = len(s)
-    L = mdp.length[s, a].astype(float)
-    w = {"1/T(y)": 1.0 / L, "1": np.ones(n), "1/horizon": np.full(n, 1.0 / mdp.horizon)}[eta]
-    if norm == "n":
-        w = w / n
-    elif norm == "per-prompt":
-        cnt = np.bincount(mdp.prompt_of[s], minlength=mdp.num_prompts)
-        w = w / cnt[mdp.prompt_of[s]]
-    if weigh_prompts:
-        w = w * mdp.prompt_weights[mdp.prompt_of[s]]
-    out = np.zeros((mdp.num_states, mdp.vocab_size))
-    for si, ai, wi in zip(s, a, w):
-        first = True
-        while si >= 0:
-            if steps == "all" or (steps == "last" and first):
-                out[si, ai] += wi
-            first = False
-            si, ai = mdp.parent[si], mdp.last_token[si]
-    return out
+def reinforce_variant(mdp, logits, states, actions, lr, *, how: str = "right") -> np.ndarray:
+    """One REINFORCE update of per-state logits ``[S, V]`` from sampled completions (default: right):
+    ``logits + lr * (1/n) sum_i (r_i - mean r) sum_t (onehot(a_t) - pi(.|s_t))`` along each path.
+
+    ``how``: "no-baseline" (r_i instead of r_i - mean r), "descent" (minus instead of plus),
+    "onehot" (forgot - pi(.|s)), "last-only" (only the last token of each completion), "std" (GRPO's
+    division by the batch std), "sum" (summed over completions instead of averaged).
+    """
+    L = np.asarray(logits, dtype=float)
+    z = L - L.max(1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    states = np.asarray(states, dtype=np.int64)
+    actions = np.asarray(actions, dtype=np.int64)
+    r = mdp.rewards[states, actions].astype(float)
+    adv = r if how == "no-baseline" else r - r.mean()
+    if how == "std":
+        sd = r.std()
+        adv = adv / sd if sd > 0 else np.zeros_like(adv)
+    n = 1.0 if how == "sum" else float(len(states))
+    g = np.zeros_like(L)
+    for s, a, A in zip(states, actions, adv):
+        s, a = int(s), int(a)
+        while s >= 0:
+            g[s, a] += A / n
+            if how != "onehot":
+                g[s] -= A / n * p[s]
+            if how == "last-only":
+                break
+            s, a = int(mdp.parent[s]), int(mdp.last_token[s])
+    return L - lr * g if how == "descent" else L + lr * g
 
 
-def _emp_mistakes(mdp, s, a) -> dict:
-    v = lambda **kw: empirical_occupancy_variant(mdp, s, a, **kw)   # noqa: E731
-    return {
-        "you multiplied by D(x): the prompts were already drawn from D(x), so the sample carries D(x) "
-        "(a prompt's share of the sample is its weight); give every step 1/(n T(y)), no probability "
-        "weights": v(weigh_prompts=True),
-        "you gave every step weight 1/n instead of 1/(n T(y)), so your estimate sums to the mean "
-        "length, not 1: Eq. 2 spreads each trajectory's unit of weight over its T(y) steps": v(eta="1"),
-        "you did not divide by n, the number of samples: the estimate is an average over samples": v(norm="none"),
-        "you divided by the number of samples of each prompt, so every prompt gets total mass 1; "
-        "divide by the total number of samples n, so that prompt x gets its sample frequency (≈ D(x))":
-            v(norm="per-prompt"),
-        "you divided by the horizon T instead of each completion's own length T(y) = mdp.length[s, a]":
-            v(eta="1/horizon"),
-        "you credited only the last step of each completion; Eq. 2 credits every step on its path: "
-        "walk up with s, a = mdp.parent[s], mdp.last_token[s] while s >= 0": v(steps="last"),
-        "a completion that was sampled twice counts twice: do not remove repeated samples":
-            v(unique=True),
-    }
+_STEP_HINTS = [
+    ("you stepped downhill: REINFORCE *ascends* the expected reward, new logits = logits + lr * gradient "
+     "estimate", "descent"),
+    ("you used the raw rewards r_i; the exercise subtracts the batch mean reward (a baseline) from each "
+     "r_i, so a batch where every completion has the same reward gives no update", "no-baseline"),
+    ("the gradient of log pi(a|s) with respect to row s of the logits is onehot(a) - pi(.|s), not onehot(a) "
+     "alone: every token of the row moves, the chosen one up, the others down by their probability",
+     "onehot"),
+    ("you updated only the last token of each completion; log pi(y|x) sums log pi(a_t|s_t) over every step, "
+     "so walk each path from the terminal pair up to the root (mdp.parent, mdp.last_token)", "last-only"),
+    ("you divided the advantages by the batch's standard deviation (GRPO's normalisation); this step is "
+     "plain REINFORCE with the mean baseline: r_i - mean r, no division", "std"),
+    ("you summed over the completions; average them (divide by n = len(states)), so the step size does not "
+     "grow with the number of samples", "sum"),
+]
 
 
-@exercise("10.2", notebook=NB, title="Occupancy from sampled completions (Eq. 2, estimated)",
-          hints=("Sampled completions already carry D(x) and pi: a completion's share of the sample plays "
-                 "the role of its probability. How much weight does each sampled completion hand out, and to "
-                 "which steps?",
-                 "Each of the n sampled completions (a terminal pair s, a) gives 1/(n T(y)) to every (state, "
-                 "token) on its path, T(y) being mdp.length at the terminal pair; walk from the last step up "
-                 "to the root with mdp.parent and mdp.last_token, as in exercise 02.1. No probability or "
-                 "D(x) weights, and a completion sampled twice counts twice."),
-          reread="notebook 10's section on occupancy and effective support from samples, and exercise 02.1",
-          forbid=("toyenv.core.estimate.empirical_occupancy", "toyenv.methods.token_targets",
-                  "toyenv.course.checks.nb10.empirical_occupancy_variant"),
-          own="spread each sample's weight over its path yourself")
-def check_empirical_occupancy(fn):
-    from toyenv.core.estimate import empirical_occupancy
+def _step_cases():
     from toyenv.core.exact import sample_pairs
     from toyenv.core.policies import TabularPolicy
-    hp3 = _world("hidden-path", horizon=3)
-    sc = _world("scaffold")
+    cases = []
     mp = _world("many-paths")
-    ts = _world("two-skills")
-    setups = [("hidden-path (horizon 3) random policy, 40 samples", hp3, TabularPolicy(hp3, seed=0), 40, 0),
-              ("scaffold base policy, 200 samples (hinted prompts have D(x) = 0)", sc, sc.base_policy(), 200, 1),
-              ("many-paths base policy, 300 samples (repeated completions)", mp, mp.base_policy(), 300, 2),
-              ("two-skills random policy, a single sample", ts, TabularPolicy(ts, seed=3), 1, 3)]
-    for name, mdp, pi, n, seed in setups:
-        s, a = sample_pairs(pi, n, seed=seed)
-        expected = empirical_occupancy(mdp, s, a)
-        case = Case(name, (mdp, s, a))
+    L_mp = TabularPolicy.from_probs(mp, mp.base_policy().probs()).logits.detach().numpy()
+    s, a = sample_pairs(TabularPolicy(mp, L_mp), 16, seed=0)
+    cases.append(Case("many-paths base (per-state logits), 16 samples, lr = 1", (mp, L_mp, s, a, 1.0)))
+    rnd = TabularPolicy(mp, seed=4, scale=1.5)
+    L_r = rnd.logits.detach().numpy()
+    s, a = sample_pairs(rnd, 5, seed=3)
+    cases.append(Case("many-paths random policy, 5 samples, lr = 0.5", (mp, L_r, s, a, 0.5)))
+    s, a = sample_pairs(rnd, 64, seed=1)
+    cases.append(Case("many-paths random policy, 64 samples, lr = 2", (mp, L_r, s, a, 2.0)))
+    hp = _world("hidden-path")
+    L_hp = TabularPolicy.from_probs(hp, hp.base_policy().probs()).logits.detach().numpy()
+    s, a = sample_pairs(TabularPolicy(hp, L_hp), 32, seed=0)
+    cases.append(Case("hidden-path base, 32 samples, none correct (the update must be exactly zero)",
+                      (hp, L_hp, s, a, 1.0)))
+    H, E = hp.info["hidden_token"], hp.eos
+    good = hp.state_index(0, (H, hp.info["keys"][0]))
+    bad = hp.state_index(1, (0, 1))
+    s = np.array([good, bad, bad])
+    a = np.array([E, E, E])
+    cases.append(Case("hidden-path base, 3 hand-picked completions: one correct 'h a <eos>', two wrong",
+                      (hp, L_hp, s, a, 0.3)))
+    return cases
+
+
+@exercise("10.2", notebook=NB, title="One REINFORCE step from sampled completions", kind="step",
+          hints=("The exact policy gradient of notebook 05 needs the whole tree; a sample gives an unbiased "
+                 "estimate of it. For one sampled completion, which logits does its log-probability depend "
+                 "on, and how does each of them move it?",
+                 "Turn the logits into probabilities row by row (softmax). Each completion's reward is "
+                 "mdp.rewards at its terminal pair; its advantage is that reward minus the batch mean. Walk "
+                 "each completion from its terminal pair up to the root with mdp.parent and mdp.last_token; "
+                 "at every pair (s, a) on the way add advantage / n times (onehot of a minus the row "
+                 "probabilities of s) to row s of a gradient array. The new logits are the old ones plus lr "
+                 "times that array."),
+          reread="notebook 10's section on learning from samples and notebook 05's policy gradient",
+          forbid=("toyenv.core.policies.sequence_log_prob", "toyenv.methods.losses.policy_gradient_loss",
+                  "toyenv.methods.losses.token_logp", "toyenv.core.passes.exact_policy_gradient",
+                  "toyenv.course.checks.nb10.reinforce_variant"),
+          own="compute the gradient of each sampled completion's log-probability yourself (onehot minus the "
+              "row's probabilities, or torch autograd on your own log-softmax)")
+def check_reinforce_step(fn):
+    cases = _step_cases()
+    for case in cases:
+        mdp, L, s, a, lr = case.args
+        expected = reinforce_variant(mdp, L, s, a, lr)
         got = case.call(fn)
-
-        def facts(arr):
-            total = float(arr.sum())
-            if abs(total - 1) > 1e-9:
-                return (f"Your estimate sums to {total:.6g}; it should sum to 1 (each sampled completion "
-                        "hands out 1/n, spread over its T(y) steps).")
-            return None
-
-        compare(got, expected, case=case, what="your estimate", mistakes=_emp_mistakes(mdp, s, a),
-                where=lambda idx, mdp=mdp: describe_pair(mdp, *idx), diagnose=facts)
-    return (f"{len(setups)} samples (repeated completions, zero-weight prompts, a single sample) give "
-            "toyenv.estimate.empirical_occupancy")
+        if got is not None and hasattr(got, "detach"):
+            got = got.detach().numpy()
+        compare(got, expected, case=case, what="your new logits", rtol=1e-7, atol=1e-9,
+                mistakes=[(h, reinforce_variant(mdp, L, s, a, lr, how=k)) for h, k in _STEP_HINTS] + [
+                    ("you returned the gradient estimate (or the change of the logits); return the NEW logits: "
+                     "the old ones plus lr times the estimate", reinforce_variant(mdp, L, s, a, lr) - L),
+                    ("you returned the logits unchanged; add lr times the gradient estimate", L)],
+                where=lambda idx, mdp=mdp: describe_pair(mdp, *idx) if len(idx) == 2 else str(idx))
+    return (f"{len(cases)} batches: base and random policies, 3 to 64 samples, a batch without any success "
+            "(no update) and one with a single success")
 
 
 # ------------------------------------------------------------------------------- 10.3

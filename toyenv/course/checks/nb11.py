@@ -1,12 +1,16 @@
 """Checks for notebook 11, one map of post-training (survey §3, §3.7, Tables 6-7).
 
-11.1 place a training stage on the survey's axes from its evidence:
+11.1 predict, then run: the dominant role one method (GRPO with a process reward) lands in on a
+second world, many-paths, after notebook 06 showed it expanding the support of a rare hidden path
+(§3.7: roles are context-dependent).
+
+11.2 place a training stage on the survey's axes from its evidence:
 ``place_stage(dg, trajectories, evaluator) -> (provenance, role, risk)``. Provenance is read from
 *whose trajectories* updated the learner (§3.1), never from the evaluator (§3.2; Table 7 row 2's
 boundary note); the role from the masses with ``ROLE_RATIO`` (or consolidation, from retention
 against a teacher, §3.4); the attrition risk beside it, never as a role (§3.3.4).
 
-11.2 a Table 7 case from its measured provenance: ``read_case(gaps) -> (most off-policy arm, most
+11.3 a Table 7 case from its measured provenance: ``read_case(gaps) -> (most off-policy arm, most
 on-policy arm)`` from the arms' generator gaps (KL(generator ‖ learner) averaged over updates,
 :func:`toyenv.analysis.borderline.generator_gap`), checked on small versions of the five cases of
 :func:`toyenv.borderline_cases` and on arms whose names do not give the answer away.
@@ -40,9 +44,9 @@ ROLES = ("expansion", "reshaping", "mixed", "consolidation", "no change")
 RISKS = ("low", "moderate", "high")
 
 
-# ------------------------------------------------------------------------------- 11.1 reference
+# ------------------------------------------------------------------------------- 11.2 reference
 def place_stage(dg, trajectories: str, evaluator: str) -> tuple:
-    """Reference for 11.1: ``(provenance, role, attrition risk)`` of one stage.
+    """Reference for 11.2: ``(provenance, role, attrition risk)`` of one stage.
 
     provenance: ``TRAJECTORIES[trajectories]`` (the evaluator plays no part). role: "consolidation"
     when the diagnosis has a teacher and ``retention >= 0.9``; else "no change" when ``dg.role`` says
@@ -63,7 +67,7 @@ def place_stage(dg, trajectories: str, evaluator: str) -> tuple:
 
 @functools.lru_cache(maxsize=1)
 def stages() -> tuple:
-    """The cases of 11.1: ``(name, diagnosis, trajectories, evaluator)``, built once (a few seconds)."""
+    """The cases of 11.2: ``(name, diagnosis, trajectories, evaluator)``, built once (a few seconds)."""
     import toyenv
     from toyenv.methods.fit import single_thread
     out = []
@@ -172,7 +176,7 @@ def _triple(ans):
     return None
 
 
-@exercise("11.1", notebook=NB, title="Place a stage on the survey's axes",
+@exercise("11.2", notebook=NB, title="Place a stage on the survey's axes",
           hints=("Three separate questions, each answered from a different input: whose trajectories updated "
                  "the learner (not who scored them), which role the evidence points to, and whether anything "
                  "useful left the support.",
@@ -230,16 +234,16 @@ def check_place_stage(fn):
                  f"{dg.attrition_risk}); {len(wrong)} of {len(cases)} stages differ")
 
 
-# ------------------------------------------------------------------------------- 11.2
+# ------------------------------------------------------------------------------- 11.3
 def read_case(gaps: dict) -> tuple:
-    """Reference for 11.2: ``(arm with the largest generator gap, arm with the smallest)``."""
+    """Reference for 11.3: ``(arm with the largest generator gap, arm with the smallest)``."""
     names = list(gaps)
     return max(names, key=lambda n: gaps[n]), min(names, key=lambda n: gaps[n])
 
 
 @functools.lru_cache(maxsize=1)
 def gap_cases() -> tuple:
-    """The cases of 11.2: ``(name, {arm: generator gap})``, from small versions of Table 7's five cases
+    """The cases of 11.3: ``(name, {arm: generator gap})``, from small versions of Table 7's five cases
     (fewer updates than the notebook's, same worlds and seeds) and two with neutral arm names."""
     from toyenv.analysis import borderline as bl
     from toyenv.methods.fit import single_thread
@@ -261,7 +265,7 @@ def gap_cases() -> tuple:
     return tuple(out)
 
 
-@exercise("11.2", notebook=NB, title="Which arm is off-policy? Read the generator gaps",
+@exercise("11.3", notebook=NB, title="Which arm is off-policy? Read the generator gaps",
           hints=("The generator gap measures how far the policy that produced the training trajectories was "
                  "from the learner being updated. Which end of that scale is off-policy?",
                  "The arm with the largest gap trained furthest from its own current samples (the most "
@@ -295,3 +299,68 @@ def check_read_case(fn):
                      f"({', '.join(f'{k} {v:.3f}' for k, v in gaps.items())}): read the numbers, not the names")
     return (f"{len(cases)} cases: the off-policy arm of each Table 7 case found from its measured generator gap, "
             "with and without telling names")
+
+
+# ------------------------------------------------------------------------------- 11.1
+ROLES = ("expansion", "reshaping", "mixed", "consolidation", "no change")
+PROCESS_RUN = dict(world="many-paths", beta=0.0, steps=60, process=True, seed=0)
+"""The run of exercise 11.1: GRPO with the exact process reward, 60 updates from the many-paths base
+(row "on-policy process guidance" of section 2's table)."""
+
+
+@functools.lru_cache(maxsize=1)
+def process_run_verdicts() -> dict:
+    """The (role, risk) of :data:`PROCESS_RUN` and of notebook 06's process run on the rare hidden path
+    (p_hidden = 1e-2, 200 updates), by the rule of notebook 09."""
+    from toyenv.analysis.pipeline import diagnose
+    from toyenv.core.presets import make
+    from toyenv.methods.rl import rl
+    from .nb09 import dominant_role
+    out = {}
+    mp = make("many-paths")
+    run = rl(mp.base_policy(), beta=0.0, steps=PROCESS_RUN["steps"], process=True, seed=PROCESS_RUN["seed"])
+    out["many-paths"] = (dominant_role(diagnose(mp.base_policy(), run.policy, 1e-3)),
+                         diagnose(mp.base_policy(), run.policy, 1e-3).evidence)
+    rare = make("hidden-path", p_hidden=1e-2)
+    run = rl(rare.base_policy(), beta=0.0, steps=200, process=True, seed=0)
+    out["hidden-path, p_hidden = 1e-2"] = (dominant_role(diagnose(rare.base_policy(), run.policy, 1e-3)), None)
+    return out
+
+
+@exercise("11.1", notebook=NB, title="Predict: the role of one method on a second world", kind="predict",
+          hints=("What decided the role in notebook 06 was not the process reward itself but where the correct "
+                 "answers were before training. In many-paths, are the correct answers already sampled by the "
+                 "base policy?",
+                 "A stage is expansion-dominant when its new occupancy sits on pairs outside the old E_eps, "
+                 "reshaping-dominant when it moves probability among pairs that were already there. In the rare "
+                 "hidden path the answers started below eps, so learning them expanded the support; in "
+                 "many-paths every correct answer already has occupancy above eps under the base policy, and a "
+                 "denser reward changes how fast, not where, mass moves."),
+          reread="notebook 11's section on one method in two roles, notebook 06's process-reward section and "
+                 "notebook 09's rule")
+def check_process_role(value):
+    if not isinstance(value, str):
+        raise Failed("give the role as a string, one of " + ", ".join(repr(r) for r in ROLES))
+    role = value.strip().lower().replace("-dominant", "").replace(" dominant", "")
+    if role == "attrition":
+        raise Failed("attrition is not a role: the survey lists it beside the roles, as a risk (§3.3.4); "
+                     "predict the dominant role, one of " + ", ".join(repr(r) for r in ROLES))
+    if role not in ROLES:
+        raise Failed(f"unknown role {value!r}: choose one of " + ", ".join(repr(r) for r in ROLES))
+    verdicts = process_run_verdicts()
+    (truth, risk), e = verdicts["many-paths"]
+    (rare_role, _), _ = verdicts["hidden-path, p_hidden = 1e-2"]
+    if role != truth:
+        why = {"expansion": f"in notebook 06's rare hidden path the process reward was {rare_role}-dominant because "
+                            "the answers started outside E_eps; in many-paths every correct answer is already in "
+                            "the base's support, so nothing can enter it",
+               "consolidation": "there is no teacher here, so no behaviour is carried across a handoff (§3.4)",
+               "no change": "the process reward moves a lot of probability here: every prompt's answers are "
+                            "sampled from the start",
+               "mixed": "one of the two masses is far larger than the other"}.get(role, "")
+        raise Failed(f"you predicted {role!r}; the run is {truth}-dominant (expanded mass "
+                     f"{e['expanded_mass']:.2f}, reshaped mass {e['reshaped_mass']:.2f})"
+                     + (f": {why}" if why else "") + ". Same method, another world, another role (§3.7)")
+    return (f"{truth}-dominant in many-paths (expanded {e['expanded_mass']:.2f}, reshaped "
+            f"{e['reshaped_mass']:.2f}, attrition risk {risk}), where notebook 06's rare hidden path made it "
+            f"{rare_role}-dominant: a role belongs to a stage in its context, not to a method (§3.7)")
