@@ -6,11 +6,12 @@ playwright), runs all cells, moves the first slider and checks that the rendered
 that no output is an error or a widget printed as text ("IntSlider(value=...)" is what a learner
 sees when the widget front end is missing). Screenshots go to ``test-artifacts/browser/``.
 
-Three tests share one server: the course's 02 with its ε slider moved; Run All of every notebook
-(no error, every widget rendered, a figure, the learner edition's exercises "not attempted"); and a
-wrong answer typed into exercise 00.1, whose check must answer with a hint. The server runs with the
-JupyterLab defaults that ``make install`` puts in the environment (lab-settings/overrides.json), and a
-fourth test shows that nothing covers the first notebook a learner opens (no news pop-up, no "Select
+The tests share one server per pytest worker: Run All of every notebook (no error, every widget
+rendered, a figure, the first slider moved and the plot redrawn — notebook 02's ε slider must be
+there —, the learner edition's exercises "not attempted"), in two halves that two workers can run at
+once; and a wrong answer typed into exercise 00.1, whose check must answer with a hint. The server runs with the
+JupyterLab defaults that ``make install`` puts in the environment (lab-settings/overrides.json), and
+another test shows that nothing covers the first notebook a learner opens (no news pop-up, no "Select
 Kernel" dialog), which a second server without those defaults does show. The learner edition is
 used (the solutions when it is missing), copied into a temporary folder so that JupyterLab's
 autosave never touches the repository; without any course, a small ipywidgets + matplotlib fixture. ``make test`` installs chromium where it is missing (as root, with
@@ -96,15 +97,6 @@ def lab_root(tmp_path_factory):
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, root / "widget_fixture.ipynb")
     return root
-
-
-@pytest.fixture(scope="module")
-def notebook(lab_root):
-    """(path inside the served folder, label): the course's 02 (its ε slider), else the fixture."""
-    found = sorted(lab_root.glob("02_*.ipynb"))
-    if found:
-        return found[0], f"{COURSE[0].parent.name}/{found[0].name}"
-    return lab_root / "widget_fixture.ipynb", "fixture (no course notebook 02 yet)"
 
 
 def _free_port() -> int:
@@ -276,73 +268,6 @@ def _plot_state(page):
     return page.eval_on_selector_all(".jp-Notebook .jp-OutputArea img", "els => els.map(e => e.src)")
 
 
-def test_widget_notebook_in_jupyterlab(lab, notebook):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
-
-    base, token = lab
-    path, label = notebook
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    timings, console_errors = {}, []
-    t0 = time.monotonic()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            timings.update(_open_and_run(page, base, token, path.name))
-
-            slider = page.locator(".jp-Notebook .widget-slider").first
-            try:
-                slider.wait_for(state="attached", timeout=30_000)
-            except PlaywrightTimeout:
-                page.screenshot(path=str(ARTIFACTS / "01_no_slider.png"))
-                texts = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output",
-                                                  "els => els.map(e => e.innerText)")
-                shown = [t[:120] for t in texts if any(w in t for w in WIDGET_AS_TEXT)]
-                raise AssertionError(f"no slider rendered after Run All; widgets shown as text: "
-                                     f"{shown} (is jupyterlab_widgets installed and enabled in "
-                                     "this JupyterLab?)") from None
-            page.wait_for_function(
-                "() => document.querySelectorAll('.jp-Notebook .jp-OutputArea img').length > 0",
-                timeout=30_000)
-            widget = slider.locator("xpath=ancestor::div[contains(@class,'jp-OutputArea-output')]")
-            widget.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)                     # let the last images load
-            page.screenshot(path=str(ARTIFACTS / "01_after_run_all.png"))
-            move = _move_slider(page, slider, "02")
-            value_before, value_after = move["values"]
-            images_before, images_after = move["images"]
-            before_png, after_png = move["pngs"]
-            timings["slider -> new image"] = move["seconds"]
-            page.screenshot(path=str(ARTIFACTS / "04_after_slider.png"))
-
-            cells = page.evaluate(JS_OUTPUTS)
-            texts = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output",
-                                              "els => els.map(e => e.innerText)")
-            n_widgets = page.locator(".jp-Notebook .jupyter-widgets").count()
-        finally:
-            browser.close()
-            _shutdown_kernels(base, token)
-    timings["total"] = time.monotonic() - t0
-    print(f"\nbrowser test on {label}: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-          + f"; slider {value_before!r} -> {value_after!r}; {n_widgets} widget elements")
-    if console_errors:
-        print("browser console errors (not failures):", *console_errors[:5], sep="\n  ")
-
-    assert images_after != images_before, "moving the slider did not change the plot image"
-    assert after_png != before_png, "the widget looks the same after moving the slider"
-    errors = [(c["index"] + 1, o.get("ename"), o.get("evalue"))
-              for c in cells for o in c["outputs"] if o.get("output_type") == "error"]
-    assert not errors, f"cells show errors: {errors}"
-    as_text = [t[:120] for t in texts if any(s in t for s in WIDGET_AS_TEXT)]
-    assert not as_text, f"widgets shown as text (front end missing?): {as_text}"
-    views = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
-                for c in cells for o in c["outputs"])
-    assert views >= 1 and n_widgets >= views, f"{views} widget outputs, {n_widgets} rendered"
-
-
 def _problems(page):
     """Error outputs and widgets shown as text, as (cell number, what) pairs."""
     cells = page.evaluate(JS_OUTPUTS)
@@ -356,10 +281,11 @@ def _problems(page):
     return errors, as_text, views
 
 
-@pytest.mark.parametrize("name", [p.name for p in COURSE] or ["widget_fixture.ipynb"])
-def test_every_notebook_runs_in_jupyterlab(lab, lab_root, name):
-    """Run All of each notebook in the browser: no error output, every widget rendered, and the
-    exercise lines of the learner edition say "not attempted" rather than failing."""
+def _run_all_in_browser(lab, name):
+    """Run All of one notebook in the browser: no error output, every widget rendered, a figure,
+    the first slider (if any) redraws its plot, and the exercise lines of the learner edition say
+    "not attempted" rather than failing. Notebook 02 (its ε slider; the fixture without a course)
+    must have a slider, a rendered widget, and look different after the move."""
     from playwright.sync_api import sync_playwright
 
     base, token = lab
@@ -391,12 +317,37 @@ def test_every_notebook_runs_in_jupyterlab(lab, lab_root, name):
     assert not as_text, f"{name}: widgets shown as text (front end missing?): {as_text}"
     assert n_widgets >= views, f"{name}: {views} widget outputs, {n_widgets} rendered"
     assert n_images >= 1, f"{name}: no figure rendered"
+    if name.startswith("02_") or name == "widget_fixture.ipynb":
+        assert move, f"{name}: no slider rendered after Run All (is jupyterlab_widgets installed and enabled?)"
+        assert views >= 1, f"{name}: no widget output"
+        assert move["pngs"][0] != move["pngs"][1], f"{name}: the widget looks the same after moving the slider"
     if move:
         assert move["images"][0] != move["images"][1], f"{name}: moving the slider did not redraw the plot"
         assert not errors_after, f"{name}: errors after moving the slider: {errors_after}"
     if COURSE and COURSE[0].parent.name == "notebooks":
         assert "not attempted" in text and "] failed" not in text, \
             f"{name}: the learner edition's exercise lines should all say 'not attempted'"
+
+
+
+# Run All of every notebook, in two classes: `make test` distributes pytest-xdist work by scope
+# (--dist loadscope), and a class is a scope of its own, so the two halves can run on the two
+# workers at once (each worker then starts its own JupyterLab). Longest Run All first in each half.
+_BY_TIME = ("11_", "08_", "07_", "06_", "09_", "05_", "10_", "03_", "04_", "00_", "02_", "01_")
+_NAMES = sorted([p.name for p in COURSE] or ["widget_fixture.ipynb"],
+                key=lambda n: next((i for i, pre in enumerate(_BY_TIME) if n.startswith(pre)), len(_BY_TIME)))
+
+
+class TestRunAllFirstHalf:
+    @pytest.mark.parametrize("name", _NAMES[0::2])
+    def test_every_notebook_runs_in_jupyterlab(self, lab, name):
+        _run_all_in_browser(lab, name)
+
+
+class TestRunAllSecondHalf:
+    @pytest.mark.parametrize("name", _NAMES[1::2] or [pytest.param(None, marks=pytest.mark.skip(reason="a single notebook"))])
+    def test_every_notebook_runs_in_jupyterlab(self, lab, name):
+        _run_all_in_browser(lab, name)
 
 
 WRONG_ANSWER = """def count_states(num_prompts, vocab_size, horizon):
