@@ -393,3 +393,23 @@ def test_06_6_process_reward_is_no_cure_for_a_never_visited_path():
     final = [toyenv.rl(base, beta=0.0, process=True, steps=200, seed=s).history["success"][-1] for s in SEEDS]
     np.testing.assert_allclose(final[:2], [0.17, 0.25], atol=0.005)
     assert final[2] < 1e-5
+
+
+# =========================================================================================== new exercises
+def test_05_5_a_beta_keeps_pass256_and_raises_pass1():
+    """05, exercise 05.5: with beta = 0 sampled RL has pass@1 0.75 and pass@256 0.79; the base 0.23 and
+    1.000. The exact learner meets 'pass@256 within 0.001 of the base's, pass@1 >= 0.6' for beta between
+    0.2 and 0.3, misses pass@256 below (0.1, 0.15) and pass@1 above (0.35, 0.5)."""
+    from toyenv.course.checks import nb05
+    mdp, base = many()
+    assert round(toyenv.pass_at_k(many_shared().policy, 1), 2) == 0.75
+    assert round(toyenv.pass_at_k(many_shared().policy, 256), 2) == 0.79
+    assert round(toyenv.pass_at_k(base, 1), 2) == 0.23 and round(toyenv.pass_at_k(base, 256), 3) == 1.0
+    for b in (0.2, 0.25, 0.3):
+        assert nb05.beta_meets_target(b), b
+    for b in (0.1, 0.15):
+        n = nb05._beta_numbers(b)
+        assert n["pass256"] < n["base_pass256"] - nb05.PASS256_TOL and n["pass1"] >= nb05.PASS1_TARGET
+    for b in (0.35, 0.5):
+        n = nb05._beta_numbers(b)
+        assert n["pass256"] >= n["base_pass256"] - nb05.PASS256_TOL and n["pass1"] < nb05.PASS1_TARGET

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import torch
 
-from .framework import Case, _tiny_world, _world, compare, describe_pair, exercise
+from .framework import Case, Failed, _tiny_world, _world, compare, describe_pair, exercise
 from .steps import compare_update, optimizer_maker
 from toyenv.core.tree import TokenMDP
 
