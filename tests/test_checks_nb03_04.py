@@ -364,25 +364,6 @@ def test_sft_step_that_returns_a_tensor_passes_and_one_that_forgets_the_loss_is_
     failed_with("03.2", lambda p, o, t: [sft_step(p, o, t)] * 2, "as a single number")
 
 
-def test_sft_step_reference_is_what_toyenv_sft_does():
-    """Notebook 03 trains with the reference step and says it ends where toyenv.sft ends."""
-    from toyenv.course.checks.nb03 import reference_sft_step
-    mdp = toyenv.make("hidden-path", horizon=3)
-    base = mdp.base_policy()
-    demos = toyenv.demonstrations(mdp, 8, seed=0)
-    targets = token_targets(mdp, *mdp.encode(demos))
-    for step in (reference_sft_step, sft_step):
-        pi = base.copy()
-        opt = torch.optim.Adam(pi.parameters(), lr=0.1)
-        for _ in range(100):
-            step(pi, opt, targets)
-        same = toyenv.sft(base, demos, steps=100, seed=0).policy
-        assert np.abs(pi.probs() - same.probs()).max() < 1e-12
-        ch = toyenv.support_change(base, pi, eps=1e-3)
-        assert ch.expanded[mdp.roots, mdp.info["hidden_token"]].all()
-    assert np.array_equal(base.probs(), mdp.base_policy().probs())         # the base itself never moved
-
-
 def test_a_step_exercise_gives_the_learner_its_own_policy_and_optimizer():
     """The check passes the policy and optimizer through uncopied (the step must change them) and
     gives them back their own classes afterwards; the learner's inputs are not shared between cases."""

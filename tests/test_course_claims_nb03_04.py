@@ -466,3 +466,23 @@ def test_04_4_a_larger_beta_barely_stops_hard_label_dpo():
     assert round(n["kl"][("star", 0.1)], 2) == 1.59 and round(n["kl"][("star", 2.0)], 3) == 0.024
     assert round(n["star_ratio"]) == 65
     assert 1 < n["dpo_ratio"] < 4 and n["answer"] == "falls a little"
+
+
+def test_03_2_training_with_the_step_is_toyenv_sft():
+    """03, exercise 03.2 and the cell after it: 100 updates of the step (the reference until the exercise passes)
+    end where toyenv.sft(base, demos, steps=100, seed=0) ends, with (root, h) expanded for every prompt."""
+    from toyenv.course.checks.nb03 import reference_sft_step
+    mdp = toyenv.make("hidden-path", horizon=3)
+    base = mdp.base_policy()
+    demos = toyenv.demonstrations(mdp, 8, seed=0)
+    targets = token_targets(mdp, *mdp.encode(demos))
+    for step in (reference_sft_step,):
+        pi = base.copy()
+        opt = torch.optim.Adam(pi.parameters(), lr=0.1)
+        for _ in range(100):
+            step(pi, opt, targets)
+        same = toyenv.sft(base, demos, steps=100, seed=0).policy
+        assert np.abs(pi.probs() - same.probs()).max() < 1e-12
+        ch = toyenv.support_change(base, pi, eps=1e-3)
+        assert ch.expanded[mdp.roots, mdp.info["hidden_token"]].all()
+    assert np.array_equal(base.probs(), mdp.base_policy().probs())         # the base itself never moved

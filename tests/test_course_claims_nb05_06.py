@@ -8,6 +8,7 @@ repeated; the numbers the notebooks quote are.
 import functools
 
 import numpy as np
+import torch
 import pytest
 
 import toyenv
@@ -413,3 +414,26 @@ def test_05_5_a_beta_keeps_pass256_and_raises_pass1():
     for b in (0.35, 0.5):
         n = nb05._beta_numbers(b)
         assert n["pass256"] >= n["base_pass256"] - nb05.PASS256_TOL and n["pass1"] < nb05.PASS1_TARGET
+
+
+def test_05_2_training_with_the_step_is_toyenv_rl():
+    """05, exercise 05.2 and its uses: train_with_step draws the same batches as toyenv.rl(beta=0, seed=0) and
+    ends at the same policy; on the hidden path not a logit moves; on many-paths pass@1 up, pass@256 down."""
+    from toyenv.course.checks.nb05 import reference_grpo_step
+    from toyenv.methods.rl import rollout_batch
+    for name in ("many-paths", "hidden-path"):
+        mdp = toyenv.make(name)
+        base = mdp.base_policy()
+        for step in (reference_grpo_step,):
+            pi = base.copy()
+            opt = torch.optim.Adam(pi.parameters(), lr=0.1)
+            rng = np.random.default_rng(0)
+            for _ in range(200):
+                ro = rollout_batch(mdp, pi.probs(), rng, n_prompts=8, group_size=8)
+                step(pi, opt, ro, mdp.rewards[ro.s, ro.a], 8)
+            ref = toyenv.rl(base, beta=0.0, steps=200, seed=0).policy
+            assert np.abs(pi.probs() - ref.probs()).max() < 1e-6, (name, step)
+            if name == "hidden-path":
+                assert np.abs(pi.probs() - base.probs()).max() == 0.0      # not a single logit moved
+            else:
+                assert toyenv.pass_at_k(pi, 1) > 0.7 and toyenv.pass_at_k(pi, 256) < 0.85

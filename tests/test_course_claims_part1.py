@@ -332,6 +332,7 @@ def test_02_occupancy_falls_along_the_correct_path_and_the_support_is_prefix_clo
     d = [occ.sa[s, a] for s, a in path]
     assert [f"{v:.2e}" for v in d] == ["9.17e-06", "1.67e-06", "3.33e-07"]
     assert d[0] > d[1] > d[2] and nb02.first_to_leave() == "h a -> <eos>"
+    assert 4 < d[0] / d[1] < 6 and 4 < d[1] / d[2] < 6                    # 'a factor of about 5 more at each step'
     assert short.base_policy().probs()[path[0]] == pytest.approx(1e-4)        # the rare choice of h
     for mdp, pi in [(short, short.base_policy()), (toyenv.make("many-paths"), None), (toyenv.make("scaffold"), None),
                     (short, toyenv.TabularPolicy(short, seed=3))]:
