@@ -233,7 +233,7 @@ def _step_cases():
 
 
 @exercise("05.2", notebook=NOTEBOOK, title="One GRPO update on a sampled batch (advantages, loss, step)",
-          kind="step",
+          kind="step", points=3,                    # heavier than 03.2: grouping, padding and advantages too
           hints=("An update has three parts: a number per rollout saying how much better it did than its "
                  "group, a loss whose gradient raises the log-probability of the better rollouts, and the "
                  "optimizer's move. Which token log-probabilities belong to a rollout, and which entries of "
