@@ -61,7 +61,7 @@ def effective_support(occ, eps):
 
 
 RIGHT = {"00.1": count_states, "01.1": sequence_probability, "01.2": success_from_trajectories,
-         "02.1": occupancy_from_trajectories, "02.2": effective_support}
+         "02.1": occupancy_from_trajectories, "02.2": "h a -> <eos>", "02.3": effective_support}
 
 
 # ------------------------------------------------------------------------------ delegating answers
@@ -79,7 +79,7 @@ DELEGATE = {"00.1": lambda P, V, T: toyenv.tree_size(P, V, T),
             "01.1": delegate_sequence_probability,
             "01.2": lambda mdp, traj: toyenv.success_prob(_policy(mdp, traj)),
             "02.1": lambda mdp, traj: toyenv.occupancy(_policy(mdp, traj)).sa,
-            "02.2": toyenv.effective_support}                    # the package function itself, passed in
+            "02.3": toyenv.effective_support}                    # the package function itself, passed in
 
 
 class TestEveryCheck(ExerciseContract):
@@ -94,14 +94,14 @@ def test_registry_lists_every_check():
         assert set(entry) == {"notebook", "title", "kind", "points"}
         assert entry["kind"] in checks.KINDS and entry["points"] >= 1
         assert entry["notebook"].startswith(id[:2]) and entry["title"]
-    assert checks.exercises_of("02_occupancy_and_support") == ["02.1", "02.2"]
+    assert checks.exercises_of("02_occupancy_and_support") == ["02.1", "02.2", "02.3"]
 
 
 def test_right_answers_as_torch_tensors_and_lists_pass():
     import torch
     assert run("01.2", lambda mdp, t: torch.as_tensor(success_from_trajectories(mdp, t))).passed
     assert run("01.2", lambda mdp, t: list(success_from_trajectories(mdp, t))).passed
-    assert run("02.2", lambda occ, eps: (occ.sa >= eps).astype(int)).passed   # 0/1 is a mask too
+    assert run("02.3", lambda occ, eps: (occ.sa >= eps).astype(int)).passed   # 0/1 is a mask too
     assert run("00.1", lambda *a: float(count_states(*a))).passed
 
 
@@ -110,7 +110,7 @@ def test_learner_writing_into_its_input_does_not_leak_into_later_cases():
         mask = occ.sa >= eps
         occ.sa[:] = 0.0
         return mask
-    assert run("02.2", zeroes_input).passed
+    assert run("02.3", zeroes_input).passed
 
 
 # ------------------------------------------------------------------------------ 00.1 hints
@@ -239,7 +239,7 @@ def test_occupancy_unknown_mistake_reports_mass_and_location():
     assert "sums to 1.01" in res.message
 
 
-# ------------------------------------------------------------------------------ 02.2 hints
+# ------------------------------------------------------------------------------ 02.3 hints
 @pytest.mark.parametrize("wrong, hint", [
     (lambda occ, eps: occ.sa > eps, "Eq. 5 uses >=, not >"),
     (lambda occ, eps: occ.probs >= eps, "the action availability alone"),
@@ -252,8 +252,31 @@ def test_occupancy_unknown_mistake_reports_mass_and_location():
     (lambda occ, eps: occ.s >= eps, "has shape (340,)"),
 ])
 def test_support_hints(wrong, hint):
-    res = run("02.2", wrong)
+    res = run("02.3", wrong)
     assert res.status == "failed" and hint in res.message, res.message
+
+
+# ------------------------------------------------------------------------------ 02.2 (predict)
+@pytest.mark.parametrize("answer", ["h a -> <eos>", "H A -> <EOS>", "  h a ->   <eos> ", "h a -> eos", "h a \u2192 <eos>"])
+def test_path_prediction_accepts_the_option_however_it_is_spaced(answer):
+    assert run("02.2", answer).passed
+
+
+@pytest.mark.parametrize("wrong, says", [
+    ("root -> h", "The rare choice (pi(h | root) = 1e-4) is not where d is smallest"),
+    ("h -> a", "The middle step collects more completions than the last one"),
+    ("together", "The three steps do not share one value"),
+])
+def test_path_prediction_explains_each_wrong_option(wrong, says):
+    res = run("02.2", wrong)
+    assert res.status == "failed" and says in res.message, res.message
+    assert "closed under prefixes" in res.message and "9.17e-06 at root -> h" in res.message
+
+
+def test_path_prediction_names_the_options_for_an_unknown_answer():
+    for wrong in ("the last one", 3, ["h a -> <eos>"]):
+        res = run("02.2", wrong)
+        assert res.status == "failed" and "'root -> h', 'h -> a', 'h a -> <eos>', 'together'" in res.message
 
 
 # ------------------------------------------------------------------------------ the machinery
@@ -339,7 +362,7 @@ def test_result_does_not_display_twice():
 
 # ------------------------------------------------------------------------------ hints on demand
 def test_a_failed_attempt_still_names_its_mistake_and_not_the_hints():
-    res = run("03.2", lambda before, after, eps: (before.sa >= eps) & (after.sa < eps))
+    res = run("03.3", lambda before, after, eps: (before.sa >= eps) & (after.sa < eps))
     assert res.status == "failed" and res.message.startswith("you returned the attrited set (Eq. 8)")
     assert "checks.hint" not in res.message
 
@@ -477,7 +500,7 @@ def test_checks_can_nest(own_work_exercise):
     def outer_own(P, V, T):
         inner.append(checks.check("98.3", count_states, quiet=True).status)
         inner.append(checks.check("98.3", lambda *a: toyenv.tree_size(*a), quiet=True).status)
-        inner.append(checks.check("02.2", lambda occ, eps: occ.sa >= eps, quiet=True).status)
+        inner.append(checks.check("02.3", lambda occ, eps: occ.sa >= eps, quiet=True).status)
         return count_states(P, V, T)
 
     assert run("98.3", outer_own).passed and inner == ["passed", "failed", "passed"]

@@ -7,6 +7,7 @@ checks' variant functions, so each hint is tested against code that really produ
 """
 
 import numpy as np
+import torch
 import pytest
 
 import toyenv
@@ -68,14 +69,49 @@ def informative_fraction(p_bare, p_hinted, hint_prob, group_size):
     return 1 - p ** group_size - (1 - p) ** group_size
 
 
-RIGHT = {"05.1": grpo_advantages, "05.2": kl_optimal_success, "05.3": pass_at_k_from_success,
+def grpo_step(policy, optimizer, rollouts, rewards, group_size, *, mask="mask", tokens="sum", batch="mean",
+              sign=1.0, clear=True, step=True, groups="rows", adv=grpo_advantages):
+    """One GRPO update (beta = 0), written the way a learner would; the keywords make the mistakes."""
+    table = np.reshape(rewards, (-1, group_size) if groups == "rows" else (group_size, -1))
+    a = torch.as_tensor(np.asarray(adv(table)).reshape(-1))
+    log_probs = policy.log_probs()
+    if mask == "raw":
+        token_lp = log_probs[rollouts.st, rollouts.ac]
+    else:
+        token_lp = log_probs[np.maximum(rollouts.st, 0), np.maximum(rollouts.ac, 0)]
+        if mask == "mask":
+            token_lp = token_lp * torch.as_tensor(rollouts.mask, dtype=token_lp.dtype)
+    seq = token_lp.sum(1) if tokens == "sum" else token_lp.sum(1) / torch.as_tensor(rollouts.mask.sum(1))
+    loss = -sign * ((a * seq).mean() if batch == "mean" else (a * seq).sum())
+    if clear:
+        optimizer.zero_grad()
+    loss.backward()
+    if step:
+        optimizer.step()
+    return loss.item()
+
+
+def grpo_step_delegating(policy, optimizer, rollouts, rewards, group_size):
+    from toyenv.methods.losses import policy_gradient_loss, token_logp
+    adv, _ = group_advantages(np.reshape(rewards, (-1, group_size)))
+    lp_tok = token_logp(policy.log_probs(), rollouts.st, rollouts.ac, rollouts.mask)
+    loss, _ = policy_gradient_loss(lp_tok, np.repeat(adv.reshape(-1, 1), lp_tok.shape[1], 1), rollouts.mask)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+RIGHT = {"05.1": grpo_advantages, "05.2": grpo_step, "05.3": kl_optimal_success, "05.4": pass_at_k_from_success,
+         "05.5": 0.25,
          "06.1": informative_fraction, "06.2": {"hint on half", "hint on half, learn_hint=True"},
          "06.3": process_advantages}
 
 
 DELEGATE = {"05.1": lambda rewards: group_advantages(rewards, eps=1e-12)[0],
-            "05.2": lambda p, beta: nb05.kl_success_variant(p, beta),
-            "05.3": lambda success, weights, ks: _package_pass_at_k(np.asarray(success), np.asarray(weights),
+            "05.2": grpo_step_delegating,
+            "05.3": lambda p, beta: nb05.kl_success_variant(p, beta),
+            "05.4": lambda success, weights, ks: _package_pass_at_k(np.asarray(success), np.asarray(weights),
                                                                     np.asarray(ks)),
             "06.1": lambda pb, ph, q, K: toyenv.informative_group_prob((1 - q) * pb + q * ph, K),
             "06.3": lambda mdp, V, x, tokens: nb06.process_advantages_variant(mdp, V, x, tokens)}
@@ -96,14 +132,15 @@ def assert_hint(id, fn, hint):
 def test_registered_for_the_notebooks():
     for id in RIGHT:
         assert checks.EXERCISES[id]["notebook"] == STEMS[id[:2]]
-    assert checks.exercises_of(STEMS["05"]) == ["05.1", "05.2", "05.3"]
+    assert checks.exercises_of(STEMS["05"]) == ["05.1", "05.2", "05.3", "05.4", "05.5"]
+    assert [checks.EXERCISES[i]["kind"] for i in ("05.2", "05.5")] == ["step", "experiment"]
     assert checks.exercises_of(STEMS["06"]) == ["06.1", "06.2", "06.3"]
     assert checks.EXERCISES["06.2"]["kind"] == "predict"
 
 
 @pytest.mark.parametrize("fn", [grpo_advantages_eps, kl_optimal_success_stable])
 def test_other_right_forms_pass(fn):
-    id = "05.1" if fn is grpo_advantages_eps else "05.2"
+    id = "05.1" if fn is grpo_advantages_eps else "05.3"
     assert run(id, fn).passed
 
 
@@ -146,7 +183,7 @@ def test_grpo_flat_output_names_the_shape():
     assert res.status == "failed" and "shape" in res.message
 
 
-# ------------------------------------------------------------------------------ 05.2 hints
+# ------------------------------------------------------------------------------ 05.3 hints
 @pytest.mark.parametrize("wrong, hint", [
     (lambda p, b: p * np.exp(b) / (p * np.exp(b) + 1 - p), "you used e^beta"),
     (lambda p, b: p * np.exp(-1 / b) / (p * np.exp(-1 / b) + 1 - p), "not down-weighted"),
@@ -155,10 +192,10 @@ def test_grpo_flat_output_names_the_shape():
     (lambda p, b: b * np.log(p * np.exp(1 / b) + 1 - p), "beta log Z"),
 ])
 def test_kl_optimum_hints(wrong, hint):
-    assert_hint("05.2", wrong, hint)
+    assert_hint("05.3", wrong, hint)
 
 
-# ------------------------------------------------------------------------------ 05.3 hints
+# ------------------------------------------------------------------------------ 05.4 hints
 @pytest.mark.parametrize("wrong, hint", [
     (lambda s, w, ks: np.array([np.mean(1 - (1 - s) ** k) for k in ks]), "without the prompt weights"),
     (lambda s, w, ks: np.array([1 - (1 - np.sum(w * s)) ** k for k in ks]), "averaged the success probabilities first"),
@@ -168,7 +205,7 @@ def test_kl_optimum_hints(wrong, hint):
     (lambda s, w, ks: 1 - (1 - np.asarray(s)[:, None]) ** np.asarray(ks)[None, :], "one row per prompt"),
 ])
 def test_pass_at_k_hints(wrong, hint):
-    assert_hint("05.3", wrong, hint)
+    assert_hint("05.4", wrong, hint)
 
 
 # ------------------------------------------------------------------------------ 06.3 hints
@@ -230,3 +267,58 @@ def test_hint_prediction_accepts_a_list():
 
 
 # ------------------------------------------------------------------------------ the notebooks
+
+
+# ------------------------------------------------------------------------------ 05.2 (step) hints
+def _reinforce(r):
+    r = np.asarray(r, dtype=float)
+    return r - r.mean(1, keepdims=True)
+
+
+@pytest.mark.parametrize("kw, hint", [
+    (dict(clear=False), "did not clear the gradients"),
+    (dict(sign=-1.0), "your update goes the wrong way"),
+    (dict(mask="raw"), "you used the rollouts' padding"),
+    (dict(mask="clamp"), "you read the padding at state 0 and token 0"),
+    (dict(tokens="mean"), "you averaged the log-probs over each rollout's tokens"),
+    (dict(batch="sum"), "you summed over the rollouts of the batch"),
+    (dict(groups="columns"), "you grouped the rewards the wrong way round"),
+    (dict(adv=_reinforce), "REINFORCE with a mean baseline"),
+    (dict(adv=lambda r: np.asarray(r, dtype=float)), "you used the rewards themselves as advantages"),
+    (dict(adv=lambda r: _adv(r, ddof=1)), "ddof=1"),
+    (dict(adv=lambda r: _adv(r, center="batch", scale="batch")), "mean and std of the whole batch"),
+    (dict(adv=lambda r: _adv(r, nan=True)), "0/0"),
+    (dict(step=False), "your step did not change the parameters"),
+])
+def test_grpo_step_hints(kw, hint):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert_hint("05.2", lambda *a: grpo_step(*a, **kw), hint)
+
+
+def test_grpo_step_with_the_package_advantages_is_delegating():
+    res = run("05.2", lambda *a: grpo_step(*a, adv=lambda r: group_advantages(r)[0]))
+    assert res.status == "failed" and "group_advantages" in res.message
+
+
+# ------------------------------------------------------------------------------ 05.5 (experiment)
+@pytest.mark.parametrize("beta, says", [
+    (0.0, "Increase beta"), (0.1, "Increase beta"), (0.15, "Increase beta"),
+    (0.35, "Decrease beta"), (0.5, "Decrease beta"), (2, "Decrease beta"),
+])
+def test_beta_choice_says_which_way_to_move(beta, says):
+    assert_hint("05.5", beta, says)
+
+
+@pytest.mark.parametrize("beta", [0.2, 0.25, 0.3, np.float64(0.22)])
+def test_beta_choices_that_pass(beta):
+    res = run("05.5", beta)
+    assert res.passed and "keeps the rare prompts' c c alive" in res.message
+
+
+@pytest.mark.parametrize("bad, says", [(-1, "finite number >= 0"), (float("inf"), "finite number >= 0"),
+                                       (True, "give the KL weight as a number"), ("0.25", "as a number"),
+                                       (1e6, "holds the policy at the base")])
+def test_beta_choice_validates_the_value(bad, says):
+    assert_hint("05.5", bad, says)

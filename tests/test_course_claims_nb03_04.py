@@ -431,3 +431,58 @@ def test_04_shared_support_eq7_and_the_courses_reshaped_mass():
     np.testing.assert_array_equal(ch.shared, C)
     assert ch.reshaped_mass == pytest.approx(0.5 * np.abs(o1.sa - o0.sa)[C].sum(), abs=1e-12)
     assert round(ch.reshaped_mass, 3) == 0.375 and ch.role == "reshaping-dominant"
+
+
+# =========================================================================================== new exercises
+def test_03_4_replay_trades_attrition_against_expansion():
+    """03, exercise 03.4 and the text after it: the four correct answers alone attrit 0.69; one replay set
+    0.30; three or four sets bring attrition below 0.10 with every hidden answer expanded; five or more
+    sets next to single demonstrations lose hidden answers; repeating the demonstrations moves the limit;
+    the passing runs' success is near 0.02 (not 0.94)."""
+    from toyenv.course.checks import nb03
+    out = lambda c: nb03.choice_outcome(tuple(sorted(c)))             # noqa: E731
+    alone = out([0, 1, 2, 3])
+    assert not alone["missing"] and round(alone["attrited_mass"], 2) == 0.69 and min(alone["success"]) > 0.94
+    assert round(out([0, 1, 2, 3, 4])["attrited_mass"], 2) == 0.30
+    for k in (3, 4):
+        o = out([0, 1, 2, 3] + list(range(4, 4 + k)))
+        assert not o["missing"] and o["attrited_mass"] <= 0.10
+        assert 0.01 < np.mean(o["success"]) < 0.03
+    for k in (5, 6):
+        assert out([0, 1, 2, 3] + list(range(4, 4 + k)))["missing"]
+        o = out([0, 1, 2, 3] * 2 + list(range(4, 4 + k)))
+        assert not o["missing"] and o["attrited_mass"] <= 0.10
+    assert nb03.choice_outcome((0, 1, 2, 4, 5, 6))["missing"] == [3]
+    assert all("0 of them correct" in d for d, _ in nb03.demo_candidates()[4:])
+    assert nb03.demo_candidates()[0][0].startswith("q0 -> h a <eos>")
+
+
+def test_04_4_a_larger_beta_barely_stops_hard_label_dpo():
+    """04, exercise 04.4: pi*_beta's KL to the reference is 1.59 nats at beta = 0.1 and 0.024 at beta = 2
+    (65 times closer); hard-label DPO after 100 steps falls by less than a factor 4 (the answer
+    'falls a little')."""
+    from toyenv.course.checks import nb04
+    n = nb04.hard_label_kl()
+    assert round(n["kl"][("star", 0.1)], 2) == 1.59 and round(n["kl"][("star", 2.0)], 3) == 0.024
+    assert round(n["star_ratio"]) == 65
+    assert 1 < n["dpo_ratio"] < 4 and n["answer"] == "falls a little"
+
+
+def test_03_2_training_with_the_step_is_toyenv_sft():
+    """03, exercise 03.2 and the cell after it: 100 updates of the step (the reference until the exercise passes)
+    end where toyenv.sft(base, demos, steps=100, seed=0) ends, with (root, h) expanded for every prompt."""
+    from toyenv.course.checks.nb03 import reference_sft_step
+    mdp = toyenv.make("hidden-path", horizon=3)
+    base = mdp.base_policy()
+    demos = toyenv.demonstrations(mdp, 8, seed=0)
+    targets = token_targets(mdp, *mdp.encode(demos))
+    for step in (reference_sft_step,):
+        pi = base.copy()
+        opt = torch.optim.Adam(pi.parameters(), lr=0.1)
+        for _ in range(100):
+            step(pi, opt, targets)
+        same = toyenv.sft(base, demos, steps=100, seed=0).policy
+        assert np.abs(pi.probs() - same.probs()).max() < 1e-12
+        ch = toyenv.support_change(base, pi, eps=1e-3)
+        assert ch.expanded[mdp.roots, mdp.info["hidden_token"]].all()
+    assert np.array_equal(base.probs(), mdp.base_policy().probs())         # the base itself never moved

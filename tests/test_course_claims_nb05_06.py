@@ -8,6 +8,7 @@ repeated; the numbers the notebooks quote are.
 import functools
 
 import numpy as np
+import torch
 import pytest
 
 import toyenv
@@ -423,3 +424,46 @@ def test_06_exercise_06_2_answer_is_the_runs_that_pass_one_half():
     assert set(runs) == set(nb06.HINT_RUNS)
     solved = {name for name, run in runs.items() if max(run.history["success"]) > 0.5}
     assert solved == set(nb06.HINT_RUNS_THAT_SOLVE)
+
+
+# =========================================================================================== new exercises
+def test_05_5_a_beta_keeps_pass256_and_raises_pass1():
+    """05, exercise 05.5: with beta = 0 sampled RL has pass@1 0.75 and pass@256 0.79; the base 0.23 and
+    1.000. The exact learner meets 'pass@256 within 0.001 of the base's, pass@1 >= 0.6' for beta between
+    0.2 and 0.3, misses pass@256 below (0.1, 0.15) and pass@1 above (0.35, 0.5)."""
+    from toyenv.course.checks import nb05
+    mdp, base = many()
+    assert round(toyenv.pass_at_k(many_shared().policy, 1), 2) == 0.75
+    assert round(toyenv.pass_at_k(many_shared().policy, 256), 2) == 0.79
+    assert round(toyenv.pass_at_k(base, 1), 2) == 0.23 and round(toyenv.pass_at_k(base, 256), 3) == 1.0
+    for b in (0.2, 0.25, 0.3):
+        assert nb05.beta_meets_target(b), b
+    for b in (0.1, 0.15):
+        n = nb05._beta_numbers(b)
+        assert n["pass256"] < n["base_pass256"] - nb05.PASS256_TOL and n["pass1"] >= nb05.PASS1_TARGET
+    for b in (0.35, 0.5):
+        n = nb05._beta_numbers(b)
+        assert n["pass256"] >= n["base_pass256"] - nb05.PASS256_TOL and n["pass1"] < nb05.PASS1_TARGET
+
+
+def test_05_2_training_with_the_step_is_toyenv_rl():
+    """05, exercise 05.2 and its uses: train_with_step draws the same batches as toyenv.rl(beta=0, seed=0) and
+    ends at the same policy; on the hidden path not a logit moves; on many-paths pass@1 up, pass@256 down."""
+    from toyenv.course.checks.nb05 import reference_grpo_step
+    from toyenv.methods.rl import rollout_batch
+    for name in ("many-paths", "hidden-path"):
+        mdp = toyenv.make(name)
+        base = mdp.base_policy()
+        for step in (reference_grpo_step,):
+            pi = base.copy()
+            opt = torch.optim.Adam(pi.parameters(), lr=0.1)
+            rng = np.random.default_rng(0)
+            for _ in range(200):
+                ro = rollout_batch(mdp, pi.probs(), rng, n_prompts=8, group_size=8)
+                step(pi, opt, ro, mdp.rewards[ro.s, ro.a], 8)
+            ref = toyenv.rl(base, beta=0.0, steps=200, seed=0).policy
+            assert np.abs(pi.probs() - ref.probs()).max() < 1e-6, (name, step)
+            if name == "hidden-path":
+                assert np.abs(pi.probs() - base.probs()).max() == 0.0      # not a single logit moved
+            else:
+                assert toyenv.pass_at_k(pi, 1) > 0.7 and toyenv.pass_at_k(pi, 256) < 0.85

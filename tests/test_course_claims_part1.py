@@ -319,3 +319,26 @@ def test_02_widget_slider_moves_the_support_outline(short):
     app.controls["eps"].value = 1e-6
     assert bars[1].get_height() == 340
     assert not np.array_equal(before, app.pixels())
+
+
+def test_02_occupancy_falls_along_the_correct_path_and_the_support_is_prefix_closed(short):
+    """02, exercise 02.2 and its reveal: along q0's h a <eos>, d is 9.17e-06, 1.67e-06, 3.33e-07, so the
+    last step leaves E_eps first; every pair's parent pair carries at least the state's occupancy d(s),
+    so E_eps is closed under prefixes (also in the other worlds and for a random policy)."""
+    from toyenv.course.checks import nb02
+    occ = toyenv.occupancy(short.base_policy())
+    H = short.info["hidden_token"]
+    path = [(short.state_index(0, ()), H), (short.state_index(0, (H,)), 0), (short.state_index(0, (H, 0)), short.eos)]
+    d = [occ.sa[s, a] for s, a in path]
+    assert [f"{v:.2e}" for v in d] == ["9.17e-06", "1.67e-06", "3.33e-07"]
+    assert d[0] > d[1] > d[2] and nb02.first_to_leave() == "h a -> <eos>"
+    assert 4 < d[0] / d[1] < 6 and 4 < d[1] / d[2] < 6                    # 'a factor of about 5 more at each step'
+    assert short.base_policy().probs()[path[0]] == pytest.approx(1e-4)        # the rare choice of h
+    for mdp, pi in [(short, short.base_policy()), (toyenv.make("many-paths"), None), (toyenv.make("scaffold"), None),
+                    (short, toyenv.TabularPolicy(short, seed=3))]:
+        o = toyenv.occupancy(pi if pi is not None else mdp.base_policy())
+        inner = np.nonzero(mdp.parent >= 0)[0]
+        assert np.all(o.sa[mdp.parent[inner], mdp.last_token[inner]] >= o.s[inner] - 1e-15)
+        for eps in (1e-6, 1e-4, 1e-3, 1e-2):
+            E = o.sa >= eps
+            assert np.all(E[mdp.parent[inner], mdp.last_token[inner]] | ~E[inner].any(1))

@@ -41,3 +41,26 @@ def test_notebook_solutions_pass_and_learner_stubs_are_not_attempted(stem):
         for id in ids:
             res = checks.check(id, ns[checked[id]], quiet=True)
             assert res.status == want, (edition, id, res.line())
+
+
+_HEADING = re.compile(r"^#+ .*?\bExercise (\d\d\.\d+)\b", re.M)
+_CHECK = re.compile(r"\bcheck\(\s*[\"'](\d\d\.\d+)[\"']")
+
+
+@pytest.mark.parametrize("edition", ["solutions", "notebooks"])
+@pytest.mark.parametrize("stem", STEMS)
+def test_exercise_ids_follow_the_notebook_order(stem, edition):
+    """The check calls of a notebook name NN.1, NN.2, ... in the order they appear, without gaps,
+    and the markdown headings "Exercise NN.k" name the same ids in the same order."""
+    cells = json.loads((ROOT / edition / f"{stem}.ipynb").read_text())["cells"]
+    checked, headed = [], []
+    for cell in cells:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            checked += [i for i in _CHECK.findall(src) if i not in checked]
+        else:
+            headed += _HEADING.findall(src)
+    nn = stem[:2]
+    assert checked == [f"{nn}.{k}" for k in range(1, len(checked) + 1)], \
+        f"{edition}/{stem}: exercise ids in notebook order are {checked}; number them {nn}.1, {nn}.2, ..."
+    assert headed == checked, f"{edition}/{stem}: headings 'Exercise NN.k' {headed} do not match the checks {checked}"

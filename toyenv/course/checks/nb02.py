@@ -1,9 +1,10 @@
-"""Exercise checks of Notebook 02, occupancy and support: d(s, a) of Eq. 2 from trajectories, the effective support of Eq. 5."""
+"""Exercise checks of Notebook 02, occupancy and support: d(s, a) of Eq. 2 from trajectories, a prediction
+about which step of a path leaves the effective support first, the effective support of Eq. 5."""
 from __future__ import annotations
 
 import numpy as np
 
-from .framework import Case, _tiny_world, _world, compare, describe_pair, exercise
+from .framework import Case, Failed, _tiny_world, _world, compare, describe_pair, exercise
 from toyenv.core.tree import TokenMDP
 
 
@@ -123,7 +124,77 @@ def check_occupancy(fn):
             "horizon 1) equals toyenv.occupancy")
 
 
-@exercise("02.2", notebook="02_occupancy_and_support", title="Effective support (Eq. 5)",
+# ------------------------------------------------------------------------------- 02.2
+PATH_OPTIONS = {
+    "root -> h": "the first step, the rare choice of h at q0's root",
+    "h -> a": "the middle step, the key a after h",
+    "h a -> <eos>": "the last step, <eos> after h a",
+    "together": "all three leave at the same eps",
+}
+"""Exercise 02.2's answers: which step of q0's correct path (hidden-path, horizon 3) leaves E_eps first
+as eps rises."""
+
+
+def path_occupancies() -> list:
+    """[(option, d(s, a))] for the three steps of q0's correct answer, h a <eos>, under the base policy
+    of hidden-path with horizon 3 (notebook 02's world)."""
+    from toyenv.core.exact import occupancy
+    mdp = _world("hidden-path", horizon=3)
+    occ = occupancy(mdp.base_policy())
+    ans = (mdp.info["hidden_token"], mdp.info["keys"][0], mdp.eos)
+    return [(opt, float(occ.sa[mdp.state_index(0, ans[:t]), ans[t]])) for t, opt in enumerate(list(PATH_OPTIONS)[:3])]
+
+
+def first_to_leave() -> str:
+    """The right answer of exercise 02.2, from the exact occupancies: the step with the smallest d."""
+    d = path_occupancies()
+    values = [v for _, v in d]
+    if np.allclose(values, values[0], rtol=1e-12, atol=0):
+        return "together"
+    return min(d, key=lambda kv: kv[1])[0]
+
+
+def _path_option(value) -> str | None:
+    if not isinstance(value, str):
+        return None
+    v = " ".join(value.strip().strip("'\"").lower().replace("\u2192", "->").replace("eos>", "<eos>")
+                 .replace("<<eos>", "<eos>").split())
+    v = v.replace("h a -> eos", "h a -> <eos>").replace("ha -> <eos>", "h a -> <eos>")
+    return v if v in PATH_OPTIONS else None
+
+
+@exercise("02.2", notebook="02_occupancy_and_support", title="Predict: which step of the correct path leaves E_eps first",
+          kind="predict",
+          hints=("Take one completion that ends with the last step of the path. Which earlier steps does it also "
+                 "take, and with what weight does Eq. 2 count it at each of them?",
+                 "Write d(s, a) of Eq. 2 as a sum over the completions that pass through (s, a), each counted "
+                 "with D(x) pi(y|x) / T(y), the same amount at every step it takes. List the completions that "
+                 "pass through each of the three steps and see which list contains which. The step with the "
+                 "shortest list has the smallest d, and leaves E_eps first when eps rises (Eq. 5)."),
+          reread="notebook 02's sections on occupancy (Eq. 2) and on reachability versus availability")
+def check_path_prediction(value):
+    opt = _path_option(value)
+    options = ", ".join(repr(k) for k in PATH_OPTIONS)
+    if opt is None:
+        raise Failed(f"your prediction is {type(value).__name__} {value!r}; answer with one of the options "
+                     f"{options} (a string)")
+    answer = first_to_leave()
+    d = dict(path_occupancies())
+    facts = ("Along q0's correct path d(s, a) is " + ", ".join(f"{d[k]:.2e} at {k}" for k in d)
+             + f": the first to leave as eps rises is {answer!r}")
+    why = ("every completion that takes a later step of the path also takes all the earlier ones, and Eq. 2 "
+           "counts it with the same weight D(x) pi(y|x)/T(y) at each of them; the earlier steps also collect "
+           "completions that branch off ('h <eos>', 'h b ...'). So d can only fall along a path, E_eps is closed "
+           "under prefixes, and a path leaves the support from its end (§2.3, Eq. 2 and 5)")
+    if opt != answer:
+        extra = {"root -> h": "The rare choice (pi(h | root) = 1e-4) is not where d is smallest: ",
+                 "h -> a": "The middle step collects more completions than the last one: ",
+                 "together": "The three steps do not share one value: "}.get(opt, "")
+        raise Failed(f"you predicted {opt!r}. {facts}. {extra}{why}")
+    return f"{opt!r}, as you predicted. {facts}: {why}"
+
+
+@exercise("02.3", notebook="02_occupancy_and_support", title="Effective support (Eq. 5)",
           hints=("E_eps keeps the state-action pairs whose occupancy is large enough. Which field of occ "
                  "holds d(s, a), and is a pair exactly at eps in or out?",
                  "Compare the state-action occupancy occ.sa (not occ.probs, occ.s or occ.reach) with eps "

@@ -10,8 +10,10 @@ import functools
 import itertools
 
 import numpy as np
+import torch
 
-from .framework import Case, _tiny_world, _world, compare, describe_pair, exercise
+from .framework import Case, Failed, _tiny_world, _world, compare, describe_pair, exercise
+from .steps import compare_update, optimizer_maker
 from toyenv.core.tree import TokenMDP
 
 NOTEBOOK = "03_sft_support_expansion"
@@ -134,6 +136,109 @@ def check_token_targets(fn):
 
 
 # ------------------------------------------------------------------------------- 03.2
+def sft_step_variant(policy, optimizer, targets, *, logs: bool = True, reduce: str = "sum", sign: float = 1.0,
+                     zero_grad: bool = True, step: bool = True) -> float:
+    """One SFT update on token targets ``[S, V]`` with the choices a learner can get wrong (defaults:
+    right): loss = -sum_{s,a} targets(s, a) log pi(a|s), clear the gradients, back-propagate, step.
+    ``logs=False`` uses pi instead of log pi; ``reduce``: "sum" (right), "mean" (over all S*V
+    entries), "per-demo" (divided once more by the targets' sum); ``sign=-1`` ascends the loss."""
+    log_probs = policy.log_probs()
+    t = torch.as_tensor(np.asarray(targets, dtype=float), dtype=log_probs.dtype)
+    loss = -(t * (log_probs if logs else log_probs.exp())).sum()
+    if reduce == "mean":
+        loss = loss / t.numel()
+    elif reduce == "per-demo":
+        loss = loss / t.sum()
+    loss = sign * loss
+    if zero_grad:
+        optimizer.zero_grad()
+    loss.backward()
+    if step:
+        optimizer.step()
+    return float(loss.detach())
+
+
+def reference_sft_step(policy, optimizer, targets) -> float:
+    """One SFT update from the package's pieces, the update ``toyenv.sft`` makes at every step: the
+    teacher-forced cross-entropy ``toyenv.losses.sft_loss(policy.log_probs(), targets)``, then one
+    optimizer step. Returns the loss. Notebook 03 trains with it while exercise 03.2 is unsolved."""
+    from toyenv.methods.losses import sft_loss
+    loss, _ = sft_loss(policy.log_probs(), targets)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+_SFT_STEP_HINTS = [
+    ("your update did not clear the gradients: loss.backward() adds to the .grad of every parameter, so the "
+     "second update also applied the first one's gradient again; call optimizer.zero_grad() before "
+     "loss.backward()", dict(zero_grad=False)),
+    ("your update goes the wrong way: the optimizer minimises, so the loss is the negative log-likelihood, "
+     "-sum targets(s, a) log pi(a|s); the demonstrated tokens must become more likely", dict(sign=-1.0)),
+    ("you used pi(a|s) instead of log pi(a|s): the SFT loss is a cross-entropy, -sum targets(s, a) "
+     "log pi(a|s), with the log-probabilities of policy.log_probs()", dict(logs=False)),
+    ("you averaged over every (state, token) entry; the loss is the sum -sum_{s,a} targets(s, a) log pi(a|s) "
+     "(the targets already carry the 1/N of the mean over demonstrations)", dict(reduce="mean")),
+    ("you divided by the sum of the targets: they already carry the 1/N of the mean over demonstrations, "
+     "so the loss is just -sum_{s,a} targets(s, a) log pi(a|s)", dict(reduce="per-demo")),
+]
+
+
+@functools.cache
+def _sft_step_cases():
+    """(name, policy, optimizer maker, batches) for the 03.2 check, built once."""
+    from toyenv.core.policies import TabularPolicy
+    from toyenv.methods import demonstrations
+    from toyenv.methods.data import token_targets
+    hp = _world("hidden-path", horizon=3)
+    hb = hp.base_policy()
+    t_hp = token_targets(hp, *hp.encode(demonstrations(hp, 8, seed=0)))
+    mp = _world("many-paths")
+    mb = mp.base_policy()                                     # one row per token prefix, shared by prompts
+    own = mb.sample(12, seed=3)
+    t_mp = token_targets(mp, *mp.encode(own))
+    rand = TabularPolicy(hp, seed=5)                          # random logits, one row per state
+    return [
+        ("hidden-path (horizon 3) base policy, Adam lr 0.1, targets of 8 demonstrations", hb,
+         optimizer_maker("adam", 0.1), ((t_hp,),)),
+        ("hidden-path base policy, Adam lr 0.1, three updates in a row on the same targets", hb,
+         optimizer_maker("adam", 0.1), ((t_hp,), (t_hp,), (t_hp,))),
+        ("many-paths base policy (rows shared by prompts), SGD lr 0.5, targets of 12 of its own samples", mb,
+         optimizer_maker("sgd", 0.5), ((t_mp,),)),
+        ("hidden-path, a policy with random logits, SGD lr 1, two updates on the 8 demonstrations' targets",
+         rand, optimizer_maker("sgd", 1.0), ((t_hp,), (t_hp,))),
+    ]
+
+
+@exercise("03.2", notebook=NOTEBOOK, title="One SFT update (teacher-forced cross-entropy, optimizer step)",
+          kind="step",
+          hints=("An update has two parts: a loss whose gradient makes the demonstrated tokens more likely, and "
+                 "the optimizer's move. Which quantity of the policy does the SFT loss weigh with the token "
+                 "targets, and does the optimizer maximise or minimise?",
+                 "Take the log-probabilities of every state from policy.log_probs() (a torch tensor with "
+                 "gradients), multiply them entry by entry with the targets (turned into a tensor of the same "
+                 "dtype), add everything up and put a minus sign in front: the mean negative log-likelihood of "
+                 "the demonstrations. Then clear the old gradients, back-propagate, let the optimizer step, and "
+                 "give back the loss as a float."),
+          reread="notebook 03's section on SFT as cross-entropy on someone else's trajectories (§4.1)",
+          forbid=("toyenv.methods.losses.sft_loss", "toyenv.methods.sft.sft", "toyenv.methods.sft._sft_objective",
+                  "toyenv.methods.loop.train", "toyenv.course.checks.nb03.reference_sft_step",
+                  "toyenv.course.checks.nb03.sft_step_variant"),
+          own="write the cross-entropy and the update yourself")
+def check_sft_step(fn):
+    cases = _sft_step_cases()
+    for name, policy, make_opt, batches in cases:
+        compare_update(fn, name, policy, make_opt, batches, reference_sft_step,
+                       {hint: functools.partial(sft_step_variant, **kw) for hint, kw in _SFT_STEP_HINTS},
+                       rtol=1e-7, atol=1e-9,
+                       not_finite="your update made some parameters nan or inf: log pi is -inf where pi is 0, "
+                                  "and 0 * (-inf) is nan; use policy.log_probs(), which stays finite")
+    return (f"{len(cases)} cases: the hidden-path base, shared rows, random logits, Adam and SGD, several updates "
+            "in a row")
+
+
+# ------------------------------------------------------------------------------- 03.3
 @functools.cache
 def _sft_pairs():
     """(hidden-path base, after SFT) and (many-paths base, after SFT on its own correct samples)."""
@@ -155,7 +260,7 @@ def expanded_variant(before, after, eps, *, after_ge: bool = True, before_lt: bo
     return a & b
 
 
-@exercise("03.2", notebook=NOTEBOOK, title="The expanded set (Eq. 6)",
+@exercise("03.3", notebook=NOTEBOOK, title="The expanded set (Eq. 6)",
           hints=("The expanded set is about pairs that cross the threshold in one direction. Which pairs "
                  "were outside E_eps before, and which are inside it after?",
                  "A pair is expanded when its occupancy after, occ_after.sa, is at least eps and its "
@@ -232,3 +337,119 @@ def check_expanded_set(fn):
                 })
     return (f"{len(cases)} cases: real expansion, nothing to expand, pairs exactly at eps, roles swapped, "
             "the same policy twice and a horizon-1 world")
+
+
+# ------------------------------------------------------------------------------- 03.4
+CHOICE_EPS = 1e-3
+"""The threshold of exercise 03.4's support sets (Eq. 6 and 8)."""
+CHOICE_STEPS = 100
+"""SFT steps of exercise 03.4: ``toyenv.sft(base, demos, steps=100, seed=0)``, as in notebook 03."""
+MAX_ATTRITED = 0.10
+"""03.4's criterion: the attrited mass (Eq. 8, occupancy of the base) at most this."""
+REPLAY_SEEDS = (100, 101, 102, 103, 104, 105)
+REPLAY_SIZE = 64
+
+
+def _hidden_world():
+    return _world("hidden-path", horizon=3)
+
+
+def hidden_answer(mdp, x: int) -> tuple:
+    """Prompt ``x``'s only correct answer in hidden-path: h, its key, <eos>."""
+    return (mdp.info["hidden_token"], mdp.info["keys"][x], mdp.eos)
+
+
+@functools.cache
+def demo_candidates() -> tuple:
+    """Exercise 03.4's candidate list: ``((description, demos), ...)`` in the hidden-path world with
+    horizon 3. Candidates 0-3 are the correct answers of q0-q3 (one demonstration each), 4-9 are
+    replay sets: 64 completions sampled from the base policy each (its own behaviour, almost all wrong)."""
+    mdp = _hidden_world()
+    base = mdp.base_policy()
+    out = [(f"{mdp.prompts[x]} -> {mdp.render(hidden_answer(mdp, x))} (the correct answer of {mdp.prompts[x]})",
+            ((x, hidden_answer(mdp, x)),)) for x in range(mdp.num_prompts)]
+    for k, seed in enumerate(REPLAY_SEEDS):
+        samples = tuple(base.sample(REPLAY_SIZE, seed=seed))
+        n_ok = sum(mdp.is_correct(x, y) for x, y in samples)
+        out.append((f"replay set {k + 1}: {REPLAY_SIZE} completions sampled from the base policy (seed {seed}), "
+                    f"{n_ok} of them correct", samples))
+    return tuple(out)
+
+
+@functools.cache
+def choice_outcome(choice: tuple) -> dict:
+    """SFT on the candidates ``choice`` (indices, repeats count twice): what exercise 03.4 measures."""
+    from toyenv.core.exact import support_change, success_prob
+    from toyenv.methods.sft import sft
+    mdp = _hidden_world()
+    base = mdp.base_policy()
+    cands = demo_candidates()
+    demos = [d for i in choice for d in cands[i][1]]
+    policy = sft(base, demos, steps=CHOICE_STEPS, seed=0).policy
+    ch = support_change(base, policy, CHOICE_EPS)
+    missing = []
+    for x in range(mdp.num_prompts):
+        ans = hidden_answer(mdp, x)
+        pairs = [(mdp.state_index(x, ans[:t]), ans[t]) for t in range(len(ans))]
+        if not all(ch.expanded[s, a] for s, a in pairs):
+            missing.append(x)
+    return {"missing": missing, "expanded_mass": ch.expanded_mass, "attrited_mass": ch.attrited_mass,
+            "attrited": int(ch.attrited.sum()), "expanded": int(ch.expanded.sum()),
+            "success": [float(v) for v in success_prob(policy)], "n_demos": len(demos),
+            "shown": sorted({x for i in choice for x, y in cands[i][1] if mdp.is_correct(x, y)})}
+
+
+def choice_meets_target(choice) -> bool:
+    out = choice_outcome(tuple(sorted(int(i) for i in choice)))
+    return not out["missing"] and out["attrited_mass"] <= MAX_ATTRITED
+
+
+@exercise("03.4", notebook=NOTEBOOK, title="Choose demonstrations that expand the hidden path with little attrition",
+          kind="experiment",
+          hints=("Two things happen in one SFT run: the demonstrated answers enter the support, and whatever the "
+                 "targets leave out loses mass. What would keep the base's other behaviour in the targets, and "
+                 "what does it cost the demonstrated answers?",
+                 "Every prompt needs its own correct answer among the demonstrations (one row of logits per "
+                 "state: nothing carries over between prompts). On their own, the four answers attrit most of "
+                 "the base's support. Replay sets put the base's own completions back into the targets, which "
+                 "protects its support but dilutes the demonstrations; too many and the hidden answers no "
+                 "longer reach the threshold. Try a few mixtures with toyenv.sft and toyenv.support_change (100 "
+                 "steps, seed 0, threshold 1e-3), repeating the correct answers if they get too diluted."),
+          reread="notebook 03's sections on expansion and on the three sets (expanded, shared, attrited)")
+def check_demo_choice(choice):
+    cands = demo_candidates()
+    if isinstance(choice, (int, np.integer)) and not isinstance(choice, bool):
+        choice = [choice]
+    if not isinstance(choice, (list, tuple)) or not choice:
+        raise Failed(f"your choice is {type(choice).__name__} {choice!r}; give a non-empty list of candidate "
+                     f"indices, e.g. [0, 4] (0 to {len(cands) - 1}; an index given twice counts twice)")
+    bad = [i for i in choice if isinstance(i, bool) or not isinstance(i, (int, np.integer))
+           or not 0 <= int(i) < len(cands)]
+    if bad:
+        raise Failed(f"{bad[0]!r} is not a candidate index: the candidates are numbered 0 to {len(cands) - 1}")
+    if len(choice) > 40:
+        raise Failed(f"you chose {len(choice)} candidates; the experiment needs far fewer (at most 40)")
+    key = tuple(sorted(int(i) for i in choice))
+    out = choice_outcome(key)
+    mdp = _hidden_world()
+    got = (f"SFT on your {out['n_demos']} demonstrations (candidates {list(key)}) expanded {out['expanded']} pairs "
+           f"(mass {out['expanded_mass']:.3f}) and attrited {out['attrited']} (mass {out['attrited_mass']:.3f}) at "
+           f"eps = {CHOICE_EPS:g}")
+    if out["missing"]:
+        names = ", ".join(mdp.prompts[x] for x in out["missing"])
+        unshown = [x for x in out["missing"] if x not in out["shown"]]
+        if unshown:
+            raise Failed(f"{got}, but the hidden answer of {', '.join(mdp.prompts[x] for x in unshown)} did not "
+                         "expand: none of your demonstrations shows it, and with one row of logits per state a "
+                         "demonstration for one prompt teaches nothing at another prompt's states")
+        succ = ", ".join(f"{out['success'][x]:.4f}" for x in out["missing"])
+        raise Failed(f"{got}, but the hidden answer of {names} did not enter the support (success {succ}): the "
+                     "replay completions outnumber the demonstrations so much that the answer's pairs stay below "
+                     "eps. Use fewer replay sets, or repeat the correct answers")
+    if out["attrited_mass"] > MAX_ATTRITED:
+        raise Failed(f"{got}: more than {MAX_ATTRITED} of the base's occupancy left the support. SFT concentrates "
+                     "the policy on what its targets contain and everything else fades (Eq. 8). Put more of the "
+                     "base's own behaviour into the targets: add replay sets")
+    succ = sum(out["success"]) / len(out["success"])
+    return (f"{got}: every hidden answer entered E_eps with little attrition (mean success {succ:.3f}). Replay keeps "
+            "the base's behaviour in the targets (§3.3.4, Eq. 8) at the price of a weaker pull on the new answers")

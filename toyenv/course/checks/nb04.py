@@ -1,4 +1,5 @@
-"""Checks of notebook 04 (preference optimization): the DPO loss and the implicit reward.
+"""Checks of notebook 04 (preference optimization): the DPO loss, the shared support, the implicit
+reward and a prediction about beta in hard-label DPO.
 
 Registered with :mod:`toyenv.checks` (``checks.check("04.1", fn)``); see that module for the
 machinery. Each check computes the answer of every typical mistake and names the one the learner's
@@ -124,7 +125,7 @@ def check_dpo_loss(fn):
             "margins of +-800")
 
 
-# ------------------------------------------------------------------------------- 04.2
+# ------------------------------------------------------------------------------- 04.3
 def implicit_variant(mdp, traj, ref, beta, *, kind: str = "right") -> np.ndarray:
     """beta * log(pi(y|x) / pi_ref(y|x)) at terminal pairs (0 elsewhere), or a typical mistake."""
     T = mdp.terminal
@@ -172,7 +173,7 @@ def _implicit_policies():
     return mb, rnd, star, hb, h_after
 
 
-@exercise("04.2", notebook=NOTEBOOK, title="The implicit reward beta log(pi / pi_ref) (§4.2)",
+@exercise("04.3", notebook=NOTEBOOK, title="The implicit reward beta log(pi / pi_ref) (§4.2)",
           hints=("The implicit reward compares the policy with the reference on complete answers only. Where "
                  "are the complete answers in these [S, V] arrays, and what goes everywhere else?",
                  "At every terminal pair (mdp.terminal), the implicit reward is beta times the natural log "
@@ -221,7 +222,7 @@ def check_implicit_reward(fn):
 
 
 
-# ------------------------------------------------------------------------------- 04.3
+# ------------------------------------------------------------------------------- 04.2
 @functools.lru_cache(maxsize=1)
 def _dpo_pair():
     """Notebook 04's DPO run: many-paths base -> 100 DPO steps on 64 sampled prompts' pairs."""
@@ -241,7 +242,7 @@ def shared_variant(before, after, eps, *, ge: bool = True) -> np.ndarray:
     return (before.sa > eps) & (after.sa > eps)
 
 
-@exercise("04.3", notebook=NOTEBOOK, title="The shared support C_eps (Eq. 7)",
+@exercise("04.2", notebook=NOTEBOOK, title="The shared support C_eps (Eq. 7)",
           hints=("Eq. 7 is built from two effective supports (Eq. 5), one per policy. Which pairs belong to "
                  "both, and does the threshold include the boundary?",
                  "Compare each occupancy's state-action array with eps (at least eps counts as in support) "
@@ -302,3 +303,79 @@ def check_shared_support(fn):
                 })
     return (f"{len(cases)} cases: a DPO run, pairs exactly at eps, swapped roles and a one-step world; "
             "C_eps = E_eps(before) & E_eps(after)")
+
+
+# ------------------------------------------------------------------------------- 04.4
+BETA_OPTIONS = {
+    "falls like pi*": "the final KL falls about as much as the optimum's (ten times or more)",
+    "falls a little": "the final KL falls, but by less than a factor of 4",
+    "rises": "the final KL rises with beta",
+}
+"""Exercise 04.4's answers: what happens to the KL(pi || pi_ref) that hard-label DPO reaches after 100
+steps when beta goes from 0.1 to 2."""
+BETA_LOW, BETA_HIGH = 0.1, 2.0
+
+
+@functools.cache
+def hard_label_kl() -> dict:
+    """The numbers exercise 04.4 is about, on notebook 04's pairs and its one-row-per-state policy:
+    KL(pi || pi_ref) after 100 steps of hard-label DPO and of the closed-form optimum pi*_beta, for
+    beta = 0.1 and 2, and the option they make right."""
+    from toyenv.core.exact import kl
+    from toyenv.core.policies import TabularPolicy
+    from toyenv.methods import preference_pairs
+    from toyenv.methods.dpo import dpo
+    from toyenv.methods.rl import kl_optimum
+    many = _world("many-paths")
+    base = many.base_policy()
+    pairs = preference_pairs(base, 64, seed=0, n_candidates=4)
+    separate = TabularPolicy.from_probs(many, base.probs())
+    out = {}
+    for b in (BETA_LOW, BETA_HIGH):
+        out[("dpo", b)] = float(kl(dpo(separate, pairs, beta=b, steps=100, seed=0).policy, separate))
+        out[("star", b)] = float(kl(kl_optimum(separate, b), separate))
+    dpo_ratio = out[("dpo", BETA_LOW)] / out[("dpo", BETA_HIGH)]
+    star_ratio = out[("star", BETA_LOW)] / out[("star", BETA_HIGH)]
+    answer = "rises" if dpo_ratio <= 1 else "falls a little" if dpo_ratio < 4 else \
+        "falls like pi*" if dpo_ratio >= 10 else None
+    return {"kl": out, "dpo_ratio": dpo_ratio, "star_ratio": star_ratio, "answer": answer}
+
+
+def _option(value) -> str | None:
+    """The option a learner's string names (case, spaces and quotes do not matter), else None."""
+    if not isinstance(value, str):
+        return None
+    v = " ".join(value.strip().strip("'\"").lower().replace("π", "pi").split())
+    return v if v in BETA_OPTIONS else None
+
+
+@exercise("04.4", notebook=NOTEBOOK, title="Predict: does a larger beta stop hard-label DPO?", kind="predict",
+          hints=("beta scales the margin inside the sigmoid. With label 1 for every pair, where is the loss "
+                 "smallest, and does a larger beta move that place or only the speed of getting there?",
+                 "The gradient of the loss with respect to a margin is sigma(m) - 1: negative at every finite "
+                 "margin, so each pair's margin keeps growing whatever beta is. A larger beta only means that a "
+                 "smaller change of the log-ratios buys the same margin; it does not set a stopping point as it "
+                 "does for pi*, whose distance from the reference is fixed by beta. Decide whether the KL after "
+                 "100 steps can shrink as fast as pi*'s does."),
+          reread="notebook 04's section on the closed-form optimum and why hard labels overshoot it")
+def check_beta_prediction(value):
+    opt = _option(value)
+    options = ", ".join(repr(k) for k in BETA_OPTIONS)
+    if opt is None:
+        raise Failed(f"your prediction is {type(value).__name__} {value!r}; answer with one of the options "
+                     f"{options} (a string)")
+    n = hard_label_kl()
+    kl_ = n["kl"]
+    facts = (f"From beta = {BETA_LOW:g} to {BETA_HIGH:g}, hard-label DPO ends at KL {kl_[('dpo', BETA_LOW)]:.2f} "
+             f"and {kl_[('dpo', BETA_HIGH)]:.2f} nats (a factor {n['dpo_ratio']:.1f}), pi* at "
+             f"{kl_[('star', BETA_LOW)]:.2f} and {kl_[('star', BETA_HIGH)]:.3f} (a factor {n['star_ratio']:.0f})")
+    why = ("with hard labels the gradient of each pair is sigma(m) - 1 < 0 at every margin, so no beta makes it "
+           "vanish: beta changes how far the log-ratios must move for a given margin, not where training stops "
+           "(§4.2; the IPO critique)")
+    if opt != n["answer"]:
+        extra = {"falls like pi*": "You expected beta to hold DPO near the reference as it holds pi*, but ",
+                 "rises": "The KL does fall with beta, a little: a larger beta reaches the same margin with smaller "
+                          "log-ratios, but ",
+                 "falls a little": "Here the KL changed by more than you predicted: "}[opt]
+        raise Failed(f"you predicted {opt!r}. {facts}. {extra}{why}")
+    return f"{opt!r}, as you predicted. {facts}: {why}"

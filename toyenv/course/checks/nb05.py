@@ -7,9 +7,13 @@ answer the learner's matches.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+import torch
 
 from .framework import Case, Failed, _as_array, _world, compare, exercise
+from .steps import compare_update, optimizer_maker
 
 NOTEBOOK = "05_onpolicy_rl_reshaping"
 
@@ -118,6 +122,151 @@ def check_grpo_advantages(fn):
 
 
 # ------------------------------------------------------------------------------- 05.2
+def grpo_step_variant(policy, optimizer, rollouts, rewards, group_size, *, center: str = "group",
+                      scale: str = "group", ddof: int = 0, flat: str = "zero", groups: str = "rows",
+                      mask: str = "mask", tokens: str = "sum", batch: str = "mean", sign: float = 1.0,
+                      zero_grad: bool = True, step: bool = True) -> float:
+    """One GRPO update without a KL term (beta = 0) with the choices a learner can get wrong
+    (defaults: right). Advantages: :func:`grpo_advantages_variant` of the rewards grouped in
+    consecutive blocks of ``group_size`` (``groups="columns"`` groups them the wrong way round).
+    ``mask``: "mask" (padding left out, right), "clamp" (padding read at state 0, token 0), "raw"
+    (padding indices -1 used as they are). ``tokens``: "sum" over a rollout's tokens (right) or
+    "mean". ``batch``: "mean" over rollouts (right) or "sum". ``sign``: -1 ascends the loss."""
+    log_probs = policy.log_probs()                                           # [S, V], with grad
+    r = np.asarray(rewards, dtype=float)
+    table = r.reshape(-1, group_size) if groups == "rows" else r.reshape(group_size, -1)
+    adv = grpo_advantages_variant(table, center=center, scale=scale, ddof=ddof, flat=flat).reshape(-1)
+    st, ac, m = np.asarray(rollouts.st), np.asarray(rollouts.ac), np.asarray(rollouts.mask)
+    if mask == "raw":
+        lp_tok = log_probs[torch.as_tensor(st), torch.as_tensor(ac)]
+    else:
+        lp_tok = log_probs[torch.as_tensor(np.maximum(st, 0)), torch.as_tensor(np.maximum(ac, 0))]
+        if mask == "mask":
+            lp_tok = lp_tok * torch.as_tensor(m, dtype=lp_tok.dtype)
+    seq = lp_tok.sum(1)                                                      # log pi(y|x) per rollout
+    if tokens == "mean":
+        seq = seq / torch.as_tensor(m.sum(1), dtype=seq.dtype)
+    per = torch.as_tensor(adv, dtype=seq.dtype) * seq
+    loss = -sign * (per.mean() if batch == "mean" else per.sum())
+    if zero_grad:
+        optimizer.zero_grad()
+    loss.backward()
+    if step:
+        optimizer.step()
+    return float(loss.detach())
+
+
+def reference_grpo_step(policy, optimizer, rollouts, rewards, group_size) -> float:
+    """One GRPO update (beta = 0) from the package's pieces, the update ``toyenv.rl(..., beta=0)``
+    makes at every step: group advantages (:func:`toyenv.methods.losses.group_advantages`), the
+    policy-gradient loss on the rollouts' token log-probs (``policy_gradient_loss``), then one
+    optimizer step. Returns the loss. Notebook 05 trains with it while exercise 05.2 is unsolved."""
+    from toyenv.methods.losses import group_advantages, policy_gradient_loss, token_logp
+    log_probs = policy.log_probs()
+    adv, _ = group_advantages(np.asarray(rewards, dtype=float).reshape(-1, group_size))
+    lp_tok = token_logp(log_probs, rollouts.st, rollouts.ac, rollouts.mask)
+    loss, _ = policy_gradient_loss(lp_tok, np.repeat(adv.reshape(-1, 1), lp_tok.shape[1], 1), rollouts.mask)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+_STEP_HINTS = [
+    ("your update did not clear the gradients: loss.backward() adds to the .grad of every parameter, so "
+     "the second update also applied the first batch's gradient; call optimizer.zero_grad() before "
+     "loss.backward()", dict(zero_grad=False)),
+    ("your update goes the wrong way: the optimizer minimises, so the loss is minus the objective, "
+     "-(1/B) sum_i A_i log pi(y_i|x_i); rollouts with a positive advantage must become more likely",
+     dict(sign=-1.0)),
+    ("you used the rollouts' padding: after a rollout ends, its states and tokens are -1 (an index "
+     "that reads the last row), and they must not count; multiply the token log-probs by rollouts.mask",
+     dict(mask="raw")),
+    ("you read the padding at state 0 and token 0 (a clipped index) without masking it out; multiply the "
+     "token log-probs by rollouts.mask", dict(mask="clamp")),
+    ("you averaged the log-probs over each rollout's tokens (1/|y_i|, as the GRPO paper does); this "
+     "course sums them, log pi(y|x) = sum_t log pi(a_t|s_t), and averages over rollouts (see the loss above)",
+     dict(tokens="mean")),
+    ("you summed over the rollouts of the batch; the loss is their mean, (1/B) sum_i, so that the step size "
+     "does not grow with the batch", dict(batch="sum")),
+    ("you grouped the rewards the wrong way round: the rollouts of one prompt are consecutive, so the "
+     "groups are rewards.reshape(-1, group_size) (one row per prompt)", dict(groups="columns")),
+    ("you did not divide by the group's standard deviation: that is REINFORCE with a mean baseline; "
+     "GRPO's advantage is (r - group mean) / group std", dict(scale="none")),
+    ("you used the rewards themselves as advantages: GRPO subtracts the group mean and divides by the "
+     "group std", dict(center="none", scale="none")),
+    ("you divided by the sample standard deviation (ddof=1); the course's GRPO uses the group's "
+     "population std (numpy's default, ddof=0), as in exercise 05.1", dict(ddof=1)),
+    ("you normalised the rewards with the mean and std of the whole batch; GRPO normalises inside each "
+     "group", dict(center="batch", scale="batch")),
+]
+
+
+@functools.cache
+def _step_cases():
+    """(name, policy, optimizer maker, batches) for the 05.2 check, built once."""
+    from toyenv.core.policies import TabularPolicy
+    from toyenv.methods.rl import rollout_batch
+    mp = _world("many-paths")
+    shared = mp.base_policy()                                  # one row per token prefix, shared by prompts
+    per_state = TabularPolicy.from_probs(mp, shared.probs())
+    hp = _world("hidden-path")
+    hb = hp.base_policy()
+
+    def batch(mdp, policy, seed, n_prompts=8, group_size=8, rewards=None):
+        rng = np.random.default_rng(seed)
+        ro = rollout_batch(mdp, policy.probs(), rng, n_prompts=n_prompts, group_size=group_size)
+        r = mdp.rewards[ro.s, ro.a] if rewards is None else rewards(rng, len(ro.s))
+        return (ro, np.asarray(r, dtype=float), group_size)
+
+    uniform = lambda rng, n: np.round(rng.uniform(0, 1, n), 3)          # noqa: E731
+    return [
+        ("many-paths base policy (rows shared by prompts), Adam lr 0.1, 8 prompts x 8 rollouts (seed 0)",
+         shared, optimizer_maker("adam", 0.1), (batch(mp, shared, 0),)),
+        ("many-paths base policy, Adam lr 0.1, two updates in a row on two batches (seeds 1 and 2)",
+         shared, optimizer_maker("adam", 0.1), (batch(mp, shared, 1), batch(mp, shared, 2))),
+        ("many-paths, one row per state, SGD lr 1, 4 prompts x 8 rollouts with rewards drawn from [0, 1] (seed 3)",
+         per_state, optimizer_maker("sgd", 1.0), (batch(mp, per_state, 3, n_prompts=4, rewards=uniform),)),
+        ("hidden-path base policy, SGD lr 1, 8 prompts x 8 rollouts, every reward 0 (no group has variance)",
+         hb, optimizer_maker("sgd", 1.0), (batch(hp, hb, 4),)),
+    ]
+
+
+@exercise("05.2", notebook=NOTEBOOK, title="One GRPO update on a sampled batch (advantages, loss, step)",
+          kind="step", points=3,                    # heavier than 03.2: grouping, padding and advantages too
+          hints=("An update has three parts: a number per rollout saying how much better it did than its "
+                 "group, a loss whose gradient raises the log-probability of the better rollouts, and the "
+                 "optimizer's move. Which token log-probabilities belong to a rollout, and which entries of "
+                 "its path are padding?",
+                 "Group the rewards in consecutive blocks of group_size and turn them into GRPO advantages "
+                 "(your function of exercise 05.1). Read log pi at every step of every rollout from "
+                 "policy.log_probs() with the path arrays rollouts.st and rollouts.ac, zero the padding "
+                 "with rollouts.mask and add along each rollout: that is log pi(y_i|x_i). The loss is minus "
+                 "the mean over rollouts of advantage times log pi(y_i|x_i). Then clear the old gradients, "
+                 "back-propagate, let the optimizer step, and give back the loss as a float."),
+          reread="notebook 05's sections on on-policy RL in one line and on exercise 05.1 (group advantages)",
+          forbid=("toyenv.methods.losses.policy_gradient_loss", "toyenv.methods.losses.group_advantages",
+                  "toyenv.methods.losses.token_logp", "toyenv.methods.rl.outcome_advantages",
+                  "toyenv.methods.rl.rl_batch", "toyenv.methods.rl.sampled_rl_objective",
+                  "toyenv.methods.loop.train", "toyenv.methods.rl.rl",
+                  "toyenv.course.checks.nb05.reference_grpo_step", "toyenv.course.checks.nb05.grpo_step_variant",
+                  "toyenv.course.checks.nb05.grpo_advantages_variant"),
+          own="compute the advantages (your grpo_advantages), the loss and the update yourself")
+def check_grpo_step(fn):
+    cases = _step_cases()
+    for name, policy, make_opt, batches in cases:
+        compare_update(fn, name, policy, make_opt, batches, reference_grpo_step,
+                       {hint: functools.partial(grpo_step_variant, **kw) for hint, kw in _STEP_HINTS},
+                       rtol=1e-5, atol=1e-7, errors={IndexError: "rollouts.st and rollouts.ac are [B, T] "
+                                                     "arrays, with -1 after a rollout has ended"},
+                       not_finite="your update made some parameters nan or inf: in a group whose rewards "
+                                  "are all equal the std is 0, so (r - mean) / std is 0/0; such a group "
+                                  "gets advantage 0 (exercise 05.1)")
+    return (f"{len(cases)} cases: shared and per-state rows, Adam and SGD, two updates in a row, real-valued "
+            "rewards, padded rollouts and a batch without any reward")
+
+
+# ------------------------------------------------------------------------------- 05.3
 def kl_success_variant(p, beta, *, exponent: str = "1/beta", normalise: str = "right"):
     """Success probability of the KL-regularised optimum for a 0/1 prompt (defaults: right):
     p* = p e^{1/beta} / (p e^{1/beta} + 1 - p). ``exponent``: "1/beta", "beta", "-1/beta".
@@ -149,7 +298,7 @@ _KL_HINTS = [
 ]
 
 
-@exercise("05.2", notebook=NOTEBOOK, title="Success at the KL-regularised optimum (closed form)",
+@exercise("05.3", notebook=NOTEBOOK, title="Success at the KL-regularised optimum (closed form)",
           hints=("At the KL-regularised optimum, pi* is proportional to pi_ref times e^(r/beta). For one "
                  "prompt, what total mass do the correct answers get, and what do the wrong ones keep?",
                  "Correct answers (r = 1) carry their reference mass p multiplied by e^(1/beta); wrong ones "
@@ -181,7 +330,7 @@ def check_kl_optimal_success(fn):
             "0.02 to 1")
 
 
-# ------------------------------------------------------------------------------- 05.3
+# ------------------------------------------------------------------------------- 05.4
 def pass_at_k_variant(success, weights, ks, *, how: str = "right"):
     """Exact pass@k ``[len(ks)]`` from per-prompt success ``[P]`` and D(x) ``[P]`` (default: right).
 
@@ -221,7 +370,7 @@ _PK_HINTS = [
 ]
 
 
-@exercise("05.3", notebook=NOTEBOOK, title="Exact pass@k from per-prompt success",
+@exercise("05.4", notebook=NOTEBOOK, title="Exact pass@k from per-prompt success",
           hints=("pass@k is the chance that at least one of k samples is correct, averaged over prompts. Why "
                  "must it be computed per prompt first, rather than from the average success probability?",
                  "For a prompt with success p_x, all k samples fail with probability (1 - p_x)^k, so its "
@@ -256,3 +405,71 @@ def check_pass_at_k(fn):
                 where=lambda idx, kk=kk: f"k = {int(kk[idx[0]])}" if idx else "")
     return (f"{len(cases)} cases: equal and unequal (zero) prompt weights, p = 0 and p = 1, tiny p "
             "with k up to 100000")
+
+
+# ------------------------------------------------------------------------------- 05.5
+BETA_STEPS = 200
+"""The exact runs of exercise 05.5: ``toyenv.rl(many-paths base, beta=..., exact=True, steps=200, seed=0)``."""
+PASS1_TARGET = 0.6
+"""05.5's criterion: pass@1 at least this (the base has 0.23) ..."""
+PASS256_TOL = 1e-3
+"""... and pass@256 at most this much below the base's."""
+
+
+@functools.cache
+def _beta_numbers(beta: float) -> dict:
+    """pass@1, pass@256, KL and the rare prompts' success of the exact RL run with KL weight ``beta``."""
+    from toyenv.core.exact import kl, pass_at_k, success_prob
+    from toyenv.methods.rl import rl
+    mp = _world("many-paths")
+    base = mp.base_policy()
+    pi = rl(base, beta=beta, exact=True, steps=BETA_STEPS, seed=0).policy
+    rare = list(mp.info["rare_prompts"])
+    p1, p256 = (float(v) for v in pass_at_k(pi, [1, 256]))
+    b1, b256 = (float(v) for v in pass_at_k(base, [1, 256]))
+    return {"pass1": p1, "pass256": p256, "kl": float(kl(pi, base)), "rare": float(success_prob(pi)[rare].mean()),
+            "base_pass1": b1, "base_pass256": b256, "base_rare": float(success_prob(base)[rare].mean())}
+
+
+def beta_meets_target(beta: float) -> bool:
+    """05.5's criterion for ``beta``: pass@1 >= PASS1_TARGET and pass@256 >= base's - PASS256_TOL."""
+    n = _beta_numbers(float(beta))
+    return n["pass1"] >= PASS1_TARGET and n["pass256"] >= n["base_pass256"] - PASS256_TOL
+
+
+@exercise("05.5", notebook=NOTEBOOK, title="Find a beta that keeps pass@256 at the base's while raising pass@1",
+          kind="experiment",
+          hints=("The KL weight pulls the trained policy back towards the base. What does a very small weight do "
+                 "to the rare prompts, and what does a very large one do to the gain on the common prompts? The "
+                 "answer lies between the two.",
+                 "Run the exact learner yourself for a few weights (the same call as the check, toyenv.rl with "
+                 "exact=True, 200 steps, seed 0, on the many-paths base) and print pass@1 and pass@256 of each "
+                 "final policy. pass@256 stays at the base's only if the rare prompts keep some success, which "
+                 "needs a strong enough penalty; pass@1 above 0.6 needs a weak enough one. Bisect between a "
+                 "weight that fails on pass@256 and one that fails on pass@1."),
+          reread="notebook 05's sections on pass@k (many paths) and on the KL weight beta")
+def check_beta_choice(beta):
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
+        raise Failed(f"your beta is {type(beta).__name__} {beta!r}; give the KL weight as a number, e.g. "
+                     "beta_choice = 0.7")
+    beta = float(beta)
+    if not np.isfinite(beta) or beta < 0:
+        raise Failed(f"your beta is {beta}; the KL weight is a finite number >= 0")
+    if beta > 1000:
+        raise Failed(f"beta = {beta:g} holds the policy at the base: nothing can improve pass@1; try values "
+                     "between 0 and a few")
+    n = _beta_numbers(beta)
+    got = (f"with beta = {beta:g} the exact run ends at pass@1 {n['pass1']:.4f} (base {n['base_pass1']:.4f}) and "
+           f"pass@256 {n['pass256']:.6f} (base {n['base_pass256']:.6f}), KL to the base {n['kl']:.3f} nats")
+    low256 = n["pass256"] < n["base_pass256"] - PASS256_TOL
+    if low256:
+        raise Failed(f"{got}: pass@256 fell {n['base_pass256'] - n['pass256']:.4f} below the base's. The "
+                     f"rare prompts' success went from {n['base_rare']:.3f} to {n['rare']:.4f}: with rows shared by "
+                     "every prompt, raising the common answers lowers c c, and this penalty is too weak to stop "
+                     "it. Increase beta")
+    if n["pass1"] < PASS1_TARGET:
+        raise Failed(f"{got}: pass@256 stays at the base's, but pass@1 is below {PASS1_TARGET}. The penalty "
+                     "holds the policy so close to the base that the common prompts gain little. Decrease beta")
+    return (f"{got}. The KL term keeps the rare prompts' c c alive (success {n['rare']:.3f}, base "
+            f"{n['base_rare']:.3f}) while the common prompts gain: beta trades pass@1 against staying near the "
+            "reference (§5.1)")
