@@ -314,7 +314,7 @@ def test_05_eq4_table_places_each_method_with_the_packages_provenance():
     import pathlib
     import nbformat
     nb = nbformat.read(pathlib.Path(__file__).parents[1] / "solutions" / "05_onpolicy_rl_reshaping.ipynb", 4)
-    cell = next(c.source for c in nb.cells if "method (notebook)" in c.source and "Eq. 4" in c.source)
+    cell = next(c.source for c in nb.cells if c.source.lstrip().startswith("| method (notebook) |"))
     rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in cell.splitlines()
             if line.startswith("| ") and "method (notebook)" not in line}
     expected = {"SFT (03)": "sft", "rejection-sampling fine-tuning (03 §5)": "rft", "DPO (04)": "dpo",

@@ -26,6 +26,7 @@ def _short_runs(pi, mdp):
         "rl/process": lambda: toyenv.rl(pi, process=True, steps=3, seed=0),
         "rl/guided": lambda: toyenv.rl(pi, hints=h, steps=3, seed=0),
         "interleaved": lambda: toyenv.interleaved(pi, demos, steps=3, seed=0),
+        "sft/anchored": lambda: toyenv.methods.anchored_sft(pi, demos, beta=0.5, steps=3, seed=0),
         "distill/off-policy": lambda: toyenv.distill(pi, teacher, on_policy=0.0, steps=3, seed=0),
         "distill/sft": lambda: toyenv.distill(pi, teacher, on_policy=0.0, targets="sample", steps=3, seed=0),
         "distill/on-policy": lambda: toyenv.distill(pi, teacher, on_policy=1.0, steps=3, seed=0),
