@@ -41,9 +41,9 @@ def _edition(parent):
 
 # Longest first, so that the two xdist workers finish together (`make test` passes
 # --no-loadscope-reorder, which keeps this order; xdist's own order is by number of tests per
-# file). Measured with --durations: the browser module runs every notebook in JupyterLab, one
-# after the other on one worker (~28 % of the time of all tests); then the slowest package tests;
-# then the notebooks; the rest in collection order.
+# file). Measured with --durations: the browser module runs every notebook in JupyterLab, in two
+# classes that the two workers take at once (about 4 minutes each); then the slowest package
+# tests; then the notebooks; the rest in collection order.
 LONG_FIRST = ("tests/test_browser.py", "tests/test_phenomena_transfer.py",
               "tests/test_course_claims_nb07_08.py", "solutions/",
               "notebooks/")
