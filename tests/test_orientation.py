@@ -50,14 +50,15 @@ def test_the_guide_pages_exist_and_are_linked_from_readme_and_notebook_00():
 
 
 def test_every_relative_link_resolves():
-    """Links in the guide pages, the README and the notebooks' markdown (resolved from notebooks/,
-    where the learner opens them; solutions/ shares that layout)."""
+    """Links in the guide pages, the README and the notebooks' markdown, each resolved from the folder
+    its notebook sits in (solutions/guide is a link to notebooks/guide, so the instructor edition's
+    links open too)."""
     broken = []
     sources = [(p, p.parent, p.read_text()) for p in sorted(GUIDE.glob("*.md"))]
     sources.append((ROOT / "README.md", ROOT, (ROOT / "README.md").read_text()))
     for path in EDITIONS:
         text = "\n".join(c.source for c in _read(path).cells if c.cell_type == "markdown")
-        sources.append((path, ROOT / "notebooks", text))
+        sources.append((path, path.parent, text))
     for path, base, text in sources:
         for target in _relative_links(text):
             if not (base / target.split("#")[0]).exists():
