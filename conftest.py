@@ -1,10 +1,15 @@
-"""Checks that read nbval's run of a course notebook instead of running the notebook again.
+"""How `make test` runs the course notebooks, and the checks that read a run instead of running
+the notebook again.
 
 `make test` runs nbval over both editions (``--nbval-lax``: every cell runs in a fresh kernel,
-``# NBVAL_CHECK_OUTPUT`` cells are compared with their stored outputs). The grader's statement
-about the whole course used to run both editions once more in fresh kernels; here it is a pytest
-item appended to nbval's notebook file, after its last cell: it runs on the same xdist worker
-(``--dist loadscope`` keeps a file's items together) and reads the outputs nbval recorded.
+``# NBVAL_CHECK_OUTPUT`` cells are compared with their stored outputs), and tests/test_browser.py
+runs the learner edition in JupyterLab in a real browser. The learner edition is thus run once, by
+the browser, which carries nbval's checks of it (tests/notebook_runs.py); nbval's items of a
+notebook the browser runs in this session are deselected (see pytest_collection_modifyitems).
+Without a browser the browser test skips and nbval runs the learner edition as before.
+
+Items appended to nbval's notebook file, after its last cell: they run on the same xdist worker
+(``--dist loadscope`` keeps a file's items together) and read the outputs nbval recorded.
 
 ``solutions/NN_name.ipynb::run_all_again``
     Run All a second time in nbval's kernel: no error, and the checked key numbers again (see
@@ -25,9 +30,13 @@ import copy
 import pathlib
 import re
 
+import sys
+
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))
+import notebook_runs  # noqa: E402  (tests/notebook_runs.py: what a notebook's run must show)
 COURSE = re.compile(r"[0-9][0-9]_.*\.ipynb")
 
 
@@ -41,9 +50,9 @@ def _edition(parent):
 
 # Longest first, so that the two xdist workers finish together (`make test` passes
 # --no-loadscope-reorder, which keeps this order; xdist's own order is by number of tests per
-# file). Measured with --durations: the browser module runs every notebook in JupyterLab, in two
-# classes that the two workers take at once (about 4 minutes each); then the slowest package
-# tests; then the notebooks; the rest in collection order.
+# file). Measured with --durations: the browser module runs every learner notebook in JupyterLab,
+# in two classes that the two workers take at once; then the slowest package tests; then the
+# notebooks; the rest in collection order.
 LONG_FIRST = ("tests/test_browser.py", "tests/test_phenomena_transfer.py",
               "tests/test_course_claims_nb07_08.py", "solutions/",
               "notebooks/")
@@ -55,9 +64,34 @@ def _rank(item):
                 len(LONG_FIRST))
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """Longest files first (a stable sort: a file's items keep their order)."""
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Longest files first (a stable sort: a file's items keep their order); run last, after
+    -k and -m deselected theirs.
+
+    A notebook that tests/test_browser.py runs in JupyterLab in this session is not run by
+    nbval a second time: the browser's Run All (a fresh kernel, as a learner runs it) carries
+    nbval's checks of it (tests/notebook_runs.py: no error, the checked outputs, the exercise
+    lines). Without a browser (the test skips) or with nbval markers a Run All cannot honour
+    (NBVAL_SKIP, NBVAL_RAISES_EXCEPTION), nbval runs it."""
+    carried = set()
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.nodeid.startswith("tests/test_browser.py::TestRunAll") and params.get("name") \
+                and not any(m.args and m.args[0] for m in item.iter_markers("skipif")):
+            carried |= {p.resolve() for p in item.module.COURSE if p.name == params["name"]}
+    carried = {p for p in carried if notebook_runs.carried_by_run_all(_read(p))}
+    dropped = [i for i in items if _edition(i.parent) and pathlib.Path(str(i.path)).resolve() in carried]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        dropped = set(dropped)
+        items[:] = [i for i in items if i not in dropped]
     items.sort(key=_rank)
+
+
+def _read(path):
+    import nbformat
+    return nbformat.read(path, as_version=4)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -104,31 +138,17 @@ class ExercisesAfterNbval(_AfterNbval):
     """solutions/: every registered exercise passed; notebooks/: every one is "not attempted"."""
 
     def runtest(self):
-        import nbformat
         from nbformat.v4 import new_code_cell, new_notebook
-
-        from toyenv.course import grade
 
         self._require_nbval_run()
         ran = [c for c in self.cells if hasattr(c, "test_outputs")]
         executed = new_notebook(cells=[new_code_cell(c.cell.source, outputs=c.test_outputs)
                                        for c in ran])
-        errors = [f"{c.name}: {o.get('ename')}: {o.get('evalue')}"
-                  for c in ran for o in c.test_outputs if o.get("output_type") == "error"]
+        errors = notebook_runs.errors(executed)
         assert not errors, f"{self.parent.name}: cells show errors: {errors}"
-        stem = pathlib.Path(str(self.parent.path)).stem
-        expected = {i for i, v in grade.load_registry().items() if v["notebook"] == stem}
-        printed = grade.parse_verdicts(nbformat.from_dict(executed))
-        verdicts = {i: (printed[i].status, printed[i].message) if i in printed
-                    else ("not attempted", "its check did not run") for i in expected | set(printed)}
-        if _edition(self.parent) == "solutions":
-            assert set(printed) <= expected, \
-                f"{self.parent.name}: unregistered exercises printed: {sorted(set(printed) - expected)}"
-            failing = {i: v for i, v in verdicts.items() if v[0] != "passed"}
-            assert not failing, f"{self.parent.name}: {failing}"
-        else:
-            attempted = {i: v for i, v in verdicts.items() if v[0] != "not attempted"}
-            assert not attempted, f"{self.parent.name}: {attempted}"
+        edition, stem = notebook_runs.edition_and_stem(self.parent.path)
+        problems = notebook_runs.exercise_problems(stem, edition, executed)
+        assert not problems, f"{self.parent.name}: {problems}"
 
 
 class RerunAfterNbval(_AfterNbval):

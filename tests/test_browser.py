@@ -1,21 +1,25 @@
 """JupyterLab in a real browser: widgets render, a slider redraws the plot, no cell shows an error.
 
-Starts ``jupyter lab`` on 127.0.0.1 (a free port, a random token: authentication stays on), opens
-a widget notebook in headless Chromium (Debian's ``/usr/bin/chromium`` driven by Python
-playwright), runs all cells, moves the first slider and checks that the rendered plot changed and
-that no output is an error or a widget printed as text ("IntSlider(value=...)" is what a learner
-sees when the widget front end is missing). Screenshots go to ``test-artifacts/browser/``.
+Starts ``jupyter lab`` on 127.0.0.1 (a free port, a random token: authentication stays on) and
+drives it with headless Chromium (Debian's ``/usr/bin/chromium``, Python playwright). Each pytest
+worker starts one server and loads JupyterLab in one page; the notebooks open in it one after the
+other. Screenshots go to ``test-artifacts/browser/``.
 
-The tests share one server per pytest worker: Run All of every notebook (no error, every widget
-rendered, a figure, the first slider moved and the plot redrawn — notebook 02's ε slider must be
-there —, the learner edition's exercises "not attempted"), in two halves that two workers can run at
-once; and a wrong answer typed into exercise 00.1, whose check must answer with a hint. The server runs with the
-JupyterLab defaults that ``make install`` puts in the environment (lab-settings/overrides.json), and
-another test shows that nothing covers the first notebook a learner opens (no news pop-up, no "Select
-Kernel" dialog), which a second server without those defaults does show. The learner edition is
-used (the solutions when it is missing), copied into a temporary folder so that JupyterLab's
-autosave never touches the repository; without any course, a small ipywidgets + matplotlib fixture. ``make test`` installs chromium where it is missing (as root, with
-apt-get); elsewhere the test skips with the reason.
+- Run All of every notebook, in two halves that two workers can run at once: no error, every widget
+  rendered (not printed as text, "IntSlider(value=...)", which is what a learner sees when the
+  widget front end is missing), a figure, the first slider moved and the plot redrawn (notebook
+  02's ε slider must be there). This run is also the learner edition's nbval run (conftest.py
+  deselects nbval's own): the ``# NBVAL_CHECK_OUTPUT`` cells print their stored outputs and the
+  exercise lines say "not attempted" (tests/notebook_runs.py).
+- A wrong answer typed into exercise 00.1, whose check must answer with a hint.
+- Nothing covers the first notebook a learner opens (no news pop-up, no "Select Kernel" dialog)
+  with the JupyterLab defaults that ``make install`` puts in the environment
+  (lab-settings/overrides.json), which a second server without those defaults does show.
+
+The learner edition is used (the solutions when it is missing), copied into a temporary folder so
+that JupyterLab's autosave never touches the repository; without any course, a small ipywidgets +
+matplotlib fixture. ``make test`` installs chromium where it is missing (as root, with apt-get);
+elsewhere the test skips with the reason (and nbval runs the learner edition).
 """
 import contextlib
 import json
@@ -30,6 +34,7 @@ import time
 import urllib.request
 
 import nbformat
+import notebook_runs
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -207,18 +212,64 @@ def _wait(page, js, ok, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
-def _open_and_run(page, base, token, name):
-    """Open `name` in JupyterLab, wait for its kernel, Run All and wait until every cell ran."""
+@pytest.fixture(scope="module")
+def lab_page(lab):
+    """One Chromium and one JupyterLab page per worker: the notebooks open in it one after the
+    other (loading JupyterLab in a page costs seconds of CPU; opening a notebook in it does not)."""
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/lab?reset&token={token}", timeout=90_000)
+            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=90_000)
+            page.evaluate("async () => { await window.jupyterapp.restored; }")
+            yield page
+        finally:
+            browser.close()
+
+
+JS_OPEN = """async (path) => {
+  const app = window.jupyterapp;
+  const w = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+  await w.context.ready;
+  app.shell.activateById(w.id);
+  return w.id;
+}"""
+
+JS_CLOSE = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  if (w && w.context) { w.context.model.dirty = false; w.dispose(); }
+}"""
+
+JS_NOTEBOOK = "() => window.jupyterapp.shell.currentWidget.context.model.toJSON()"
+
+
+@contextlib.contextmanager
+def _opened(page, lab, name):
+    """Open `name` in the page's JupyterLab and wait for its kernel; yields a CSS selector of its
+    panel. Closes it and stops its kernel afterwards, so the next notebook starts clean."""
+    base, token = lab
     t0 = time.monotonic()
-    page.goto(f"{base}/lab/tree/{name}?reset&token={token}", timeout=90_000)
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.content", timeout=90_000)
+    panel = page.evaluate(JS_OPEN, name)
     _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 90, "the kernel to start")
-    t_open = time.monotonic() - t0
+    try:
+        yield f'[id="{panel}"]', time.monotonic() - t0
+    finally:
+        page.evaluate(JS_CLOSE)
+        _shutdown_kernels(base, token)
+
+
+def _run_all(page):
+    """Run All in the current notebook and wait until every cell ran and the kernel is idle."""
+    t0 = time.monotonic()
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     _wait(page, JS_PENDING, lambda n: n == 0, 240, "every code cell to run")
     _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 240, "the kernel to be idle")
-    return {"open": t_open, "run all": time.monotonic() - t0 - t_open}
+    return time.monotonic() - t0
 
 
 def _shutdown_kernels(base, token):
@@ -231,7 +282,7 @@ def _shutdown_kernels(base, token):
                                                       headers=headers, method="DELETE"))
 
 
-def _move_slider(page, slider, stem):
+def _move_slider(page, panel, slider, stem):
     """Move `slider` one step with the keyboard (left when it sits at its right end) and wait for
     the plot to be redrawn; widget screenshots before and after go to the artifacts."""
     widget = slider.locator("xpath=ancestor::div[contains(@class,'jp-OutputArea-output')]")
@@ -241,7 +292,7 @@ def _move_slider(page, slider, stem):
     before_png = widget.screenshot()
     readout = slider.locator(".widget-readout")
     value_before = readout.inner_text()
-    images_before = _plot_state(page)
+    images_before = _plot_state(page, panel)
     t_move = time.monotonic()
     handle = slider.locator(".noUi-handle").first
     handle.focus()
@@ -253,27 +304,27 @@ def _move_slider(page, slider, stem):
     value_after = readout.inner_text()
     assert value_after != value_before, f"the slider did not move ({value_before!r})"
     deadline = time.monotonic() + 30
-    while _plot_state(page) == images_before and time.monotonic() < deadline:
+    while _plot_state(page, panel) == images_before and time.monotonic() < deadline:
         page.wait_for_timeout(50)
     seconds = time.monotonic() - t_move
     _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 60, "the kernel after the move")
     page.wait_for_timeout(500)
     widget.screenshot(path=str(ARTIFACTS / f"widget_{stem}_after.png"))
-    return {"values": (value_before, value_after), "images": (images_before, _plot_state(page)),
+    return {"values": (value_before, value_after), "images": (images_before, _plot_state(page, panel)),
             "pngs": (before_png, widget.screenshot()), "seconds": seconds}
 
 
-def _plot_state(page):
+def _plot_state(page, panel):
     """srcs of every image in the notebook's outputs (a widget Image or an Output's inline PNG)."""
-    return page.eval_on_selector_all(".jp-Notebook .jp-OutputArea img", "els => els.map(e => e.src)")
+    return page.eval_on_selector_all(f"{panel} .jp-OutputArea img", "els => els.map(e => e.src)")
 
 
-def _problems(page):
+def _problems(page, panel):
     """Error outputs and widgets shown as text, as (cell number, what) pairs."""
     cells = page.evaluate(JS_OUTPUTS)
     errors = [(c["index"] + 1, f"{o.get('ename')}: {o.get('evalue')}")
               for c in cells for o in c["outputs"] if o.get("output_type") == "error"]
-    texts = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output",
+    texts = page.eval_on_selector_all(f"{panel} .jp-OutputArea-output",
                                       "els => els.map(e => e.innerText)")
     as_text = [t[:120] for t in texts if any(w in t for w in WIDGET_AS_TEXT)]
     views = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
@@ -281,35 +332,28 @@ def _problems(page):
     return errors, as_text, views
 
 
-def _run_all_in_browser(lab, name):
+def _run_all_in_browser(page, lab, name):
     """Run All of one notebook in the browser: no error output, every widget rendered, a figure,
-    the first slider (if any) redraws its plot, and the exercise lines of the learner edition say
-    "not attempted" rather than failing. Notebook 02 (its ε slider; the fixture without a course)
-    must have a slider, a rendered widget, and look different after the move."""
-    from playwright.sync_api import sync_playwright
-
-    base, token = lab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            timings = _open_and_run(page, base, token, name)
-            page.wait_for_timeout(500)
-            errors, as_text, views = _problems(page)
-            n_widgets = page.locator(".jp-Notebook .jupyter-widgets").count()
-            n_images = page.locator(".jp-Notebook .jp-OutputArea img").count()
-            text = "\n".join(page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output",
-                                                       "els => els.map(e => e.innerText)"))
-            stem = pathlib.Path(name).stem
-            page.screenshot(path=str(ARTIFACTS / f"run_all_{stem}.png"))
-            sliders = page.locator(".jp-Notebook .widget-slider")
-            move = _move_slider(page, sliders.first, stem) if sliders.count() else None
-            errors_after, _, _ = _problems(page)
-        finally:
-            browser.close()
-            _shutdown_kernels(base, token)
-    print(f"\n{name}: open {timings['open']:.1f} s, run all {timings['run all']:.1f} s, "
+    the first slider (if any) redraws its plot. Notebook 02 (its ε slider; the fixture without a
+    course) must have a slider, a rendered widget, and look different after the move. The run also
+    carries nbval's checks of the notebook (conftest.py deselects nbval's own run of it): the
+    ``# NBVAL_CHECK_OUTPUT`` cells print their stored outputs, and the exercise lines say "not
+    attempted" in the learner edition (every exercise passed in the solutions edition)."""
+    stem = pathlib.Path(name).stem
+    with _opened(page, lab, name) as (panel, t_open):
+        t_run = _run_all(page)
+        page.wait_for_timeout(500)
+        executed = notebook_runs.as_notebook(page.evaluate(JS_NOTEBOOK))
+        errors, as_text, views = _problems(page, panel)
+        n_widgets = page.locator(f"{panel} .jupyter-widgets").count()
+        n_images = page.locator(f"{panel} .jp-OutputArea img").count()
+        text = "\n".join(page.eval_on_selector_all(f"{panel} .jp-OutputArea-output",
+                                                   "els => els.map(e => e.innerText)"))
+        page.screenshot(path=str(ARTIFACTS / f"run_all_{stem}.png"))
+        sliders = page.locator(f"{panel} .widget-slider")
+        move = _move_slider(page, panel, sliders.first, stem) if sliders.count() else None
+        errors_after, _, _ = _problems(page, panel)
+    print(f"\n{name}: open {t_open:.1f} s, run all {t_run:.1f} s, "
           f"{n_images} images, {views} widget outputs"
           + (f", slider {move['values'][0]!r} -> {move['values'][1]!r}: new image in "
              f"{move['seconds']:.2f} s" if move else ""))
@@ -324,10 +368,19 @@ def _run_all_in_browser(lab, name):
     if move:
         assert move["images"][0] != move["images"][1], f"{name}: moving the slider did not redraw the plot"
         assert not errors_after, f"{name}: errors after moving the slider: {errors_after}"
-    if COURSE and COURSE[0].parent.name == "notebooks":
+    if not COURSE:
+        return
+    # nbval's checks, on the run JupyterLab made (tests/notebook_runs.py)
+    source = next(p for p in COURSE if p.name == name)
+    assert len(executed.cells) == len(nbformat.read(source, as_version=4).cells)
+    assert not notebook_runs.errors(executed), f"{name}: {notebook_runs.errors(executed)}"
+    differences = notebook_runs.checked_output_differences(nbformat.read(source, as_version=4), executed)
+    assert not differences, f"{name}: checked outputs differ from the stored ones:\n" + "\n".join(differences)
+    problems = notebook_runs.exercise_problems(stem, source.parent.name, executed)
+    assert not problems, f"{name}: exercise lines: {problems}"
+    if source.parent.name == "notebooks":
         assert "not attempted" in text and "] failed" not in text, \
             f"{name}: the learner edition's exercise lines should all say 'not attempted'"
-
 
 
 # Run All of every notebook, in two classes: `make test` distributes pytest-xdist work by scope
@@ -340,14 +393,14 @@ _NAMES = sorted([p.name for p in COURSE] or ["widget_fixture.ipynb"],
 
 class TestRunAllFirstHalf:
     @pytest.mark.parametrize("name", _NAMES[0::2])
-    def test_every_notebook_runs_in_jupyterlab(self, lab, name):
-        _run_all_in_browser(lab, name)
+    def test_every_notebook_runs_in_jupyterlab(self, lab_page, lab, name):
+        _run_all_in_browser(lab_page, lab, name)
 
 
 class TestRunAllSecondHalf:
     @pytest.mark.parametrize("name", _NAMES[1::2] or [pytest.param(None, marks=pytest.mark.skip(reason="a single notebook"))])
-    def test_every_notebook_runs_in_jupyterlab(self, lab, name):
-        _run_all_in_browser(lab, name)
+    def test_every_notebook_runs_in_jupyterlab(self, lab_page, lab, name):
+        _run_all_in_browser(lab_page, lab, name)
 
 
 WRONG_ANSWER = """def count_states(num_prompts, vocab_size, horizon):
@@ -355,38 +408,30 @@ WRONG_ANSWER = """def count_states(num_prompts, vocab_size, horizon):
 
 
 @pytest.mark.skipif(not any(p.name.startswith("00_") for p in COURSE), reason="no notebook 00")
-def test_a_wrong_answer_gets_a_hint_in_the_browser(lab, lab_root):
+def test_a_wrong_answer_gets_a_hint_in_the_browser(lab_page, lab):
     """A learner types a classic mistake into exercise 00.1 and runs it: the check cell answers
     with a line naming the mistake, not a traceback."""
-    from playwright.sync_api import sync_playwright
-
+    page = lab_page
     name = next(p.name for p in COURSE if p.name.startswith("00_"))
-    base, token = lab
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _open_and_run(page, base, token, name)
-            index = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
-                .findIndex(c => c.model.sharedModel.getSource().startsWith('def count_states('))""")
-            assert index >= 0, "exercise 00.1's cell not found"
-            page.evaluate("""([i, src]) => {
-                const nb = window.jupyterapp.shell.currentWidget.content;
-                nb.widgets[i].model.sharedModel.setSource(src);
-                nb.activeCellIndex = i;
-                return window.jupyterapp.commands.execute('notebook:run-cell-and-select-next');
-            }""", [index, WRONG_ANSWER])
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
-            _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 60, "the kernel after the check")
-            page.wait_for_timeout(500)
-            check = page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
-            check.scroll_into_view_if_needed()
-            out = check.locator(".jp-OutputArea-output").first.inner_text()
-            page.screenshot(path=str(ARTIFACTS / "wrong_answer_hint.png"))
-            errors, _, _ = _problems(page)
-        finally:
-            browser.close()
-            _shutdown_kernels(base, token)
+    with _opened(page, lab, name) as (panel, _):
+        _run_all(page)
+        index = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+            .findIndex(c => c.model.sharedModel.getSource().startsWith('def count_states('))""")
+        assert index >= 0, "exercise 00.1's cell not found"
+        page.evaluate("""([i, src]) => {
+            const nb = window.jupyterapp.shell.currentWidget.content;
+            nb.widgets[i].model.sharedModel.setSource(src);
+            nb.activeCellIndex = i;
+            return window.jupyterapp.commands.execute('notebook:run-cell-and-select-next');
+        }""", [index, WRONG_ANSWER])
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
+        _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 60, "the kernel after the check")
+        page.wait_for_timeout(500)
+        check = page.locator(f"{panel} .jp-Cell").nth(index + 1)
+        check.scroll_into_view_if_needed()
+        out = check.locator(".jp-OutputArea-output").first.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "wrong_answer_hint.png"))
+        errors, _, _ = _problems(page, panel)
     print(f"\nhint shown: {out.strip()[:300]}")
     assert "[exercise 00.1] failed" in out, out
     assert "Traceback" not in out and not errors, (out, errors)
