@@ -443,26 +443,28 @@ JS_COVERING = """() => ({
   dialogs: [...document.querySelectorAll('.jp-Dialog')].map(e => e.innerText)})"""
 
 
-def _first_look(page, base, token, name, watch=8.0, until=None):
-    """Open `name` as a learner does and watch it until its kernel is idle and `watch` seconds
-    have passed since the notebook appeared (without the course's defaults the news toast came
-    after ~4 s here), or until `until(seen)`: every toast and dialog seen over it, and the
-    kernel's status at the end."""
-    page.goto(f"{base}/lab/tree/{name}?reset&token={token}", timeout=90_000)
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.content", timeout=90_000)
-    seen, start = {"toasts": set(), "dialogs": set()}, time.monotonic()
-    while time.monotonic() < start + 90:
-        covering = page.evaluate(JS_COVERING)
-        for kind in seen:
-            seen[kind].update(text.strip() for text in covering[kind])
-        if until is not None and until(seen):
-            break
-        if time.monotonic() > start + watch and page.evaluate(JS_KERNEL_STATUS) == "idle":
-            break
-        page.wait_for_timeout(250)
-    status = page.evaluate(JS_KERNEL_STATUS)
-    return seen, status
+def _first_looks(pages, base, token, names, watch=8.0, until=None):
+    """Open each of `names` as a learner does, each in its own page, all at once, and watch them
+    until each kernel is idle and `watch` seconds have passed since the notebooks appeared
+    (without the course's defaults the news toast came after ~4 s here), or until `until(seen)`:
+    per notebook, every toast and dialog seen over it, and the kernel's status at the end."""
+    for page, name in zip(pages, names):
+        page.goto(f"{base}/lab/tree/{name}?reset&token={token}", timeout=90_000)
+    for page in pages:
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                               " && window.jupyterapp.shell.currentWidget.content", timeout=90_000)
+    seen = [{"toasts": set(), "dialogs": set()} for _ in pages]
+    done, start = [False] * len(pages), time.monotonic()
+    while not all(done) and time.monotonic() < start + 90:
+        for i, page in enumerate(pages):
+            covering = page.evaluate(JS_COVERING)
+            for kind in seen[i]:
+                seen[i][kind].update(text.strip() for text in covering[kind])
+            done[i] = (until is not None and until(seen[i])) or (
+                until is None and time.monotonic() > start + watch
+                and page.evaluate(JS_KERNEL_STATUS) == "idle")
+        pages[0].wait_for_timeout(250)
+    return [(s, page.evaluate(JS_KERNEL_STATUS)) for s, page in zip(seen, pages)]
 
 
 def _without_kernel_metadata(lab_root, name, prefix="no_kernelspec_"):
@@ -483,12 +485,10 @@ def _news_and_kernel_dialog(seen):
             and any("select kernel" in t.lower() for t in seen["dialogs"]))
 
 
-def test_nothing_covers_the_first_notebook(lab, lab_root, tmp_path_factory):
+def test_nothing_covers_the_first_notebook(lab_page, lab, lab_root, tmp_path_factory):
     """What a learner sees first: notebook 00 (and a notebook without kernel metadata) opens with
     its kernel started and nothing over it. The same check against a server without the course's
     defaults must see the news toast and the "Select Kernel" dialog, so it is not blind."""
-    from playwright.sync_api import sync_playwright
-
     first = next((p.name for p in COURSE if p.name.startswith("00_")), None) \
         or sorted(p.name for p in lab_root.glob("*.ipynb"))[0]
     bare = _without_kernel_metadata(lab_root, first)
@@ -497,27 +497,22 @@ def test_nothing_covers_the_first_notebook(lab, lab_root, tmp_path_factory):
     base, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     looks, t0 = {}, time.monotonic()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            for name, stem in ((first, "first_look"), (bare, "first_look_no_kernelspec")):
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                looks[name] = _first_look(page, base, token, name)
-                page.screenshot(path=str(ARTIFACTS / f"{stem}.png"))
-                page.close()
-            _shutdown_kernels(base, token)
-            home = tmp_path_factory.mktemp("lab-home-defaults")
-            (home / "app-settings").mkdir()
-            with _serve_lab(lab_root, home, [f"--LabApp.app_settings_dir={home / 'app-settings'}"]) \
-                    as (base0, token0):
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                control, _ = _first_look(page, base0, token0, control_copy,
-                                         until=_news_and_kernel_dialog)
-                page.screenshot(path=str(ARTIFACTS / "first_look_without_course_defaults.png"))
-                page.close()
-                _shutdown_kernels(base0, token0)
-        finally:
-            browser.close()
+    browser = lab_page.context.browser                 # fresh pages of the worker's browser
+    stems = {first: "first_look", bare: "first_look_no_kernelspec"}
+    pages = [browser.new_page(viewport={"width": 1400, "height": 1000}) for _ in stems]
+    for (name, stem), page, look in zip(stems.items(), pages, _first_looks(pages, base, token, list(stems))):
+        looks[name] = look
+        page.screenshot(path=str(ARTIFACTS / f"{stem}.png"))
+        page.close()
+    _shutdown_kernels(base, token)
+    home = tmp_path_factory.mktemp("lab-home-defaults")
+    (home / "app-settings").mkdir()
+    with _serve_lab(lab_root, home, [f"--LabApp.app_settings_dir={home / 'app-settings'}"]) as (base0, token0):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        [(control, _)] = _first_looks([page], base0, token0, [control_copy], until=_news_and_kernel_dialog)
+        page.screenshot(path=str(ARTIFACTS / "first_look_without_course_defaults.png"))
+        page.close()
+        _shutdown_kernels(base0, token0)
     print(f"\nfirst look in {time.monotonic() - t0:.1f} s; without the course's defaults: {control}")
     assert _news_and_kernel_dialog(control), \
         f"without the defaults JupyterLab should show the news toast and Select Kernel: {control}"
