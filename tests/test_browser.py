@@ -194,6 +194,12 @@ JS_PENDING = """() => {
   return pending;
 }"""
 
+JS_PENDING_ABOVE = """() => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  return nb.widgets.slice(0, nb.activeCellIndex)
+    .filter(c => c.model.type === 'code' && c.model.executionCount === null).length;
+}"""
+
 JS_OUTPUTS = """() => {
   const w = window.jupyterapp.shell.currentWidget;
   return w.content.widgets.map((cell, i) =>
@@ -414,10 +420,15 @@ def test_a_wrong_answer_gets_a_hint_in_the_browser(lab_page, lab):
     page = lab_page
     name = next(p.name for p in COURSE if p.name.startswith("00_"))
     with _opened(page, lab, name) as (panel, _):
-        _run_all(page)
         index = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
             .findIndex(c => c.model.sharedModel.getSource().startsWith('def count_states('))""")
         assert index >= 0, "exercise 00.1's cell not found"
+        page.evaluate("""(i) => {                      // run the cells above the exercise
+            window.jupyterapp.shell.currentWidget.content.activeCellIndex = i;
+            return window.jupyterapp.commands.execute('notebook:run-all-above');
+        }""", index)
+        _wait(page, JS_PENDING_ABOVE, lambda n: n == 0, 120, "the cells above the exercise to run")
+        _wait(page, JS_KERNEL_STATUS, lambda s: s == "idle", 120, "the kernel to be idle")
         page.evaluate("""([i, src]) => {
             const nb = window.jupyterapp.shell.currentWidget.content;
             nb.widgets[i].model.sharedModel.setSource(src);
