@@ -4,7 +4,8 @@ copy of each world's base policy.
 The worlds define their base ("pretrained") policy as a table. Forgetting and transfer need shared
 parameters, so the course also needs a *transformer* that behaves like the base policy:
 :func:`base_transformer` fits one (exact forward KL, a few seconds) and keeps it in memory, so
-every notebook cell that asks for the same world and settings gets a copy of the same fit.
+every notebook cell that asks for the same world and settings gets a copy of the same fit (and, when
+``TOYENV_CACHE_DIR`` is set, on disk, so other processes load it instead of fitting it again).
 """
 from __future__ import annotations
 
