@@ -25,10 +25,18 @@ Items appended to nbval's notebook file, after its last cell: they run on the sa
 
 It needs nbval's run of every cell of the notebook in this session; when some cells were not run
 (deselected with -k, or nbval timed out), it fails and says so rather than check half a run.
+
+One fit of each base transformer per session: ``TOYENV_CACHE_DIR`` (``toyenv.base_transformer``'s
+disk cache) names a temporary directory that the xdist workers, the notebook kernels and the
+browser test's JupyterLab inherit, so the first process that needs a fit runs it and the others load
+it, bit for bit. The directory is removed at the end; a ``TOYENV_CACHE_DIR`` already set is kept.
 """
 import copy
+import os
 import pathlib
 import re
+import shutil
+import tempfile
 
 import sys
 
@@ -56,6 +64,19 @@ def _edition(parent):
 LONG_FIRST = ("tests/test_browser.py", "tests/test_phenomena_transfer.py",
               "tests/test_course_claims_nb07_08.py", "solutions/",
               "notebooks/")
+
+
+def pytest_configure(config):
+    """On the controller (not an xdist worker, which inherits it): a fresh fit cache for the session."""
+    if not hasattr(config, "workerinput") and not os.environ.get("TOYENV_CACHE_DIR"):
+        config._toyenv_fits = os.environ["TOYENV_CACHE_DIR"] = tempfile.mkdtemp(prefix="toyenv-fits-")
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_toyenv_fits", None)
+    if folder:
+        del os.environ["TOYENV_CACHE_DIR"]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _rank(item):

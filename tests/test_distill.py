@@ -10,7 +10,7 @@ from toyenv.methods.distill import (distill, distill_loss, distill_weights, gene
                                    state_map, teacher_view, token_divergence, visit_counts)
 from toyenv.methods.losses import sft_loss
 from toyenv.core.exact import sample_pairs_from_probs
-from toyenv.methods.fit import base_transformer, fit
+from toyenv.methods.fit import base_transformer, clear_cache, fit
 
 
 @pytest.fixture(autouse=True)
@@ -225,3 +225,45 @@ def test_base_transformer_is_cached_and_close_to_the_base():
     with torch.no_grad():
         tf.parameters()[0].add_(1.0)                                  # a caller's edit ...
     np.testing.assert_array_equal(base_transformer(mdp).probs(), again.probs())   # ... is not cached
+
+
+def _same_run(a, b):
+    """Bit-identical: every parameter of the final policy and of each snapshot, the history, the config."""
+    assert a.steps == b.steps and a.method == b.method and a.config == b.config
+    assert a.history == b.history                       # exact float equality (a fit logs no NaN)
+    for (_, x), (_, y) in zip([(-1, a.policy)] + a.snapshots, [(-1, b.policy)] + b.snapshots):
+        assert all(torch.equal(p, q) for p, q in zip(x.parameters(), y.parameters()))
+        assert [p.requires_grad for p in x.parameters()] == [p.requires_grad for p in y.parameters()]
+
+
+def test_base_transformer_disk_cache_loads_the_same_fit(tmp_path, monkeypatch):
+    """With TOYENV_CACHE_DIR set, a second process (here: the in-memory cache cleared) loads the fit
+    instead of fitting: bit-identical weights and history. Another key misses; a corrupt file is
+    fitted again and replaced."""
+    import importlib
+    fit_module = importlib.import_module("toyenv.methods.fit")
+    monkeypatch.setenv("TOYENV_CACHE_DIR", str(tmp_path))
+    clear_cache()
+    mdp, small = toyenv.make("two-skills"), dict(steps=30, d_model=16, n_heads=2)
+    tf, run = base_transformer(mdp, return_run=True, **small)           # fitted, then written
+    [file] = list(tmp_path.iterdir())
+    clear_cache()
+    with monkeypatch.context() as m:
+        m.setattr(fit_module, "fit", lambda *a, **k: pytest.fail("fitted instead of loading"))
+        loaded, loaded_run = base_transformer(mdp, return_run=True, **small)
+    _same_run(run, loaded_run)
+    np.testing.assert_array_equal(loaded.probs(), tf.probs())
+    assert loaded.mdp is mdp and all(p.requires_grad for p in loaded.parameters())
+
+    base_transformer(mdp, seed=1, return_run=True, **small)              # another key: a second file
+    assert len(list(tmp_path.iterdir())) == 2
+
+    file.write_bytes(b"not a torch file")
+    clear_cache()
+    _same_run(run, base_transformer(mdp, return_run=True, **small)[1])    # fitted again ...
+    clear_cache()
+    with monkeypatch.context() as m:
+        m.setattr(fit_module, "fit", lambda *a, **k: pytest.fail("the rewritten file was not loaded"))
+        _same_run(run, base_transformer(mdp, return_run=True, **small)[1])   # ... and written again
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".pt", ".pt"]   # no temporary file left
+    clear_cache()

@@ -36,6 +36,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    os.environ.pop("TOYENV_CACHE_DIR", None)        # time the fit itself, not a load from the disk cache
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
           f"load average {os.getloadavg()[0]:.2f}")
     two = toyenv.make("two-skills")

@@ -4,17 +4,25 @@ copy of each world's base policy.
 The worlds define their base ("pretrained") policy as a table. Forgetting and transfer need shared
 parameters, so the course also needs a *transformer* that behaves like the base policy:
 :func:`base_transformer` fits one (exact forward KL, a few seconds) and keeps it in memory, so
-every notebook cell that asks for the same world and settings gets a copy of the same fit.
+every notebook cell that asks for the same world and settings gets a copy of the same fit (and, when
+``TOYENV_CACHE_DIR`` is set, on disk, so other processes load it instead of fitting it again).
 """
 from __future__ import annotations
 
 import hashlib
+import os
+import pathlib
+import sys
+import tempfile
 from collections import OrderedDict
+from functools import cache
 
 import numpy as np
 import torch
 
+from . import loop
 from .loop import Run, check_loop_options, check_policy, single_thread, train  # noqa: F401 (single_thread is re-exported)
+from ..core import exact, passes, policies, tree
 from ..core.passes import reach_from_probs
 from ..core.policies import Policy, TransformerPolicy
 from ..core.tree import TokenMDP, check_same_world
@@ -102,6 +110,13 @@ def base_transformer(mdp: TokenMDP, seed: int = 0, *, steps: int = FIT_STEPS, lr
     every notebook in one kernel) reuse it. Each call returns an independent copy bound to ``mdp``.
     ``return_run=True`` returns ``(policy, run)`` with the fit's history (``fit_kl`` per step).
 
+    Opt-in disk cache: when the environment variable ``TOYENV_CACHE_DIR`` names a directory, the
+    fit is also stored there (weights, history, config; ``torch.save``) and other processes load it
+    instead of fitting again: bit-identical parameters and history. The file's key adds torch's and
+    numpy's versions, torch's thread count, toyenv's version and the source of the modules the fit
+    runs, so an edited fit never loads an old result; an unreadable file is fitted again. ``make
+    test`` sets it to a temporary directory for the session; unset (the default), nothing is written.
+
     Example::
 
         mdp = toyenv.make("two-skills")
@@ -112,8 +127,13 @@ def base_transformer(mdp: TokenMDP, seed: int = 0, *, steps: int = FIT_STEPS, lr
         raise TypeError(f"base_transformer needs a TokenMDP (toyenv.make(...)), got {type(mdp).__name__}")
     key = _key(mdp, seed, steps, lr, model_kw)
     if key not in _CACHE:
-        student = TransformerPolicy(mdp, seed=seed, **model_kw)
-        run = fit(student, mdp.base_policy(), steps=steps, lr=lr, seed=seed, num_snapshots=2)
+        path = _disk_path(key)
+        run = _load(path, mdp, seed, model_kw) if path is not None else None
+        if run is None:
+            student = TransformerPolicy(mdp, seed=seed, **model_kw)
+            run = fit(student, mdp.base_policy(), steps=steps, lr=lr, seed=seed, num_snapshots=2)
+            if path is not None:
+                _save(path, run)
         _CACHE[key] = run
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -124,6 +144,58 @@ def base_transformer(mdp: TokenMDP, seed: int = 0, *, steps: int = FIT_STEPS, lr
         prm.requires_grad_(True)
     policy.mdp = mdp
     return (policy, run) if return_run else policy
+
+
+@cache
+def _sources_digest() -> str:
+    """The source of the modules a fit runs: editing any of them changes the disk key."""
+    h = hashlib.sha256()
+    for module in (tree, passes, exact, policies, loop, sys.modules[__name__]):
+        h.update(pathlib.Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def _disk_path(key: tuple) -> pathlib.Path | None:
+    """The file of ``key`` in ``$TOYENV_CACHE_DIR``, or None when the variable is unset or empty."""
+    folder = os.environ.get("TOYENV_CACHE_DIR")
+    if not folder:
+        return None
+    version = sys.modules["toyenv"].__version__        # the package this module belongs to (imported)
+    full = (key, torch.__version__, np.__version__, torch.get_num_threads(), version, _sources_digest())
+    return pathlib.Path(folder) / f"base_transformer-{hashlib.sha256(repr(full).encode()).hexdigest()[:32]}.pt"
+
+
+def _save(path: pathlib.Path, run: Run):
+    """Write ``run`` (weights of the final policy and of each snapshot, history, config) atomically:
+    a temporary file in the same directory, then renamed, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = dict(policy=run.policy.model.state_dict(), history=run.history, method=run.method,
+                 config=run.config, snapshots=[(step, pi.model.state_dict()) for step, pi in run.snapshots])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(path: pathlib.Path, mdp: TokenMDP, seed: int, model_kw: dict) -> Run | None:
+    """The :class:`Run` stored at ``path``, or None when there is none or it cannot be read."""
+    def policy(weights, trainable):
+        pi = TransformerPolicy(mdp, seed=seed, **model_kw)
+        pi.model.load_state_dict(weights)
+        for prm in pi.parameters():
+            prm.requires_grad_(trainable)
+        return pi
+
+    try:
+        state = torch.load(path, weights_only=True)
+        return Run(policy(state["policy"], True), [(step, policy(w, False)) for step, w in state["snapshots"]],
+                   state["history"], state["method"], state["config"])
+    except Exception:                   # none yet, or a truncated or foreign file: fit (and write) again
+        return None
 
 
 def clear_cache():
