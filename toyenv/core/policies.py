@@ -13,6 +13,7 @@ sequences, exact occupancy, KL, ...) is written once on top of it.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ class Policy:
     """The policy protocol. Subclasses implement :meth:`log_probs` and :meth:`parameters`."""
 
     mdp: TokenMDP
+    _read_only: tuple = ("mdp",)
+    """Attributes a copy shares instead of copying: the world and index tensors, never written to."""
 
     def log_probs(self) -> torch.Tensor:
         """log pi(a|s) for every non-terminal state, differentiable. ``[S, V]`` float64."""
@@ -61,6 +64,27 @@ class Policy:
     def copy(self) -> "Policy":
         """An independent trainable copy."""
         return copy.deepcopy(self)
+
+    def __deepcopy__(self, memo):
+        """``copy.deepcopy`` that shares the read-only attributes (:attr:`_read_only`) and gives each
+        module a fresh empty hook dict instead of deep-copying it; every parameter is still cloned.
+
+        The same copy as a plain deepcopy, several times faster for a transformer (a plain deepcopy
+        spends most of its time rebuilding the ~300 empty hook dicts of the modules)."""
+        for name in self._read_only:
+            v = self.__dict__.get(name)
+            if v is not None:
+                memo.setdefault(id(v), v)
+        for v in self.__dict__.values():
+            if isinstance(v, nn.Module):
+                for m in v.modules():
+                    for x in m.__dict__.values():
+                        if type(x) in (dict, OrderedDict, set) and not x:
+                            memo.setdefault(id(x), type(x)())
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     def frozen(self) -> "Policy":
         """A copy whose parameters do not require gradients: a reference policy."""
@@ -114,6 +138,8 @@ class TabularPolicy(Policy):
         share: "state" (one row per state, no sharing) or "prefix" (one row per token prefix,
             shared by every prompt: the policy cannot tell prompts apart).
     """
+
+    _read_only = ("mdp", "_rows")
 
     def __init__(self, mdp: TokenMDP, logits=None, *, seed: int = 0, scale: float = 1.0,
                  share: str = "state"):
@@ -188,6 +214,8 @@ class TransformerPolicy(Policy):
         seed: seeds the initial weights (the global torch RNG is left as it was).
         d_model, n_layers, n_heads: model size (defaults give a few thousand to ~20k parameters).
     """
+
+    _read_only = ("mdp", "_x", "_row", "_col")
 
     def __init__(self, mdp: TokenMDP, seed: int = 0, *, d_model: int = 32, n_layers: int = 2,
                  n_heads: int = 4):

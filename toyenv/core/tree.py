@@ -204,6 +204,20 @@ class TokenMDP:
         for d in depths:
             yield d, slice(int(self.level_start[d]), int(self.level_start[d + 1]))
 
+    def level_pairs(self) -> list:
+        """``[(slice of the states at depth d, their parents, flat index parent·V + last token), ...]``
+        for d = 1..T-1: the parent pair of every state, read as ``p.reshape(-1)[flat]`` by the forward
+        pass. Computed once per world."""
+        cached = self.__dict__.get("_level_pairs")
+        if cached is None:
+            cached = []
+            for d, sl in self.levels():
+                if d:
+                    par = self.parent[sl]
+                    cached.append((sl, par, par * self.vocab_size + self.last_token[sl]))
+            self.__dict__["_level_pairs"] = cached
+        return cached
+
     def base_policy(self):
         """The world's "pretrained" policy (a fresh copy each call)."""
         if self.base_factory is None:
