@@ -248,8 +248,8 @@ def held_out_attrition(before, after, eps: float, prompts) -> float:
     """Attrition rate of held-out prompts: the share of their old occupancy that lies on attrited
     pairs (Eq. 8), sum_{(s,a) in A_eps, x(s) in H} d_before(s, a) / sum_{x(s) in H} d_before(s).
 
-    Needs no verifier for the held-out prompts ``prompts`` (indices), only the two policies; the
-    monitoring quantity of notebook 07 (exercise 07.2)."""
+    Needs no verifier for the held-out prompts ``prompts`` (indices), only the two policies (or their
+    occupancies, to reuse them across thresholds); the monitoring quantity of notebook 07 (exercise 07.2)."""
     ch = support_change(before, after, eps)
     rows = np.isin(ch.before.mdp.prompt_of, np.asarray(prompts, dtype=np.int64))
     if not rows.any():
