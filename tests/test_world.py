@@ -165,6 +165,30 @@ def test_fast_copy_is_a_plain_deepcopy_that_shares_only_read_only_attributes():
     assert shared[0] is shared[1]
 
 
+def test_module_copy_matches_a_plain_deepcopy():
+    """_copy_module follows deepcopy's steps; the result must look like deepcopy's, module by module."""
+    import copy
+    import torch
+    from toyenv.core.policies import _copy_module
+
+    def describe(model):
+        out = []
+        for name, m in model.named_modules():
+            attrs = sorted((k, type(v).__name__, v if isinstance(v, (int, float, str, bool, type(None)))
+                            else sorted(v) if isinstance(v, (dict, set)) else "") for k, v in vars(m).items())
+            out.append((name, type(m).__name__, m.training, attrs))
+        return out
+    model = toyenv.TransformerPolicy(toyenv.make("scaffold"), seed=2, n_layers=3).model
+    plain, fast = copy.deepcopy(model), _copy_module(model, {})
+    assert describe(fast) == describe(plain) == describe(model)
+    assert [(n, p.requires_grad) for n, p in fast.named_parameters()] == \
+        [(n, p.requires_grad) for n, p in plain.named_parameters()]
+    for (n, a), (_, b) in zip(fast.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), n
+    x = torch.randint(0, 5, (3, 6))
+    assert torch.equal(fast(x), model(x)) and torch.equal(plain(x), model(x))
+
+
 def plain_params(attrs: dict) -> list:
     import torch
     out = []
