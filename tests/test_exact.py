@@ -319,6 +319,10 @@ def test_shared_passes_give_the_same_bits(name):
     assert np.array_equal(r, slow)
     assert np.array_equal(reach_from_probs(mdp, np.asfortranarray(p)), slow)
     assert np.array_equal(success_from_probs(mdp, p, r), success_from_probs(mdp, p))
+    traj = toyenv.trajectory_probs(toyenv.TabularPolicy(mdp, seed=3))
+    s, a = np.nonzero(mdp.correct)
+    assert np.array_equal(success_from_probs(mdp, p),
+                          np.bincount(mdp.prompt_of[s], weights=traj[s, a], minlength=mdp.num_prompts))
     assert kl_from_probs(mdp, p, q, reach=r) == kl_from_probs(mdp, p, q)
     assert np.array_equal(kl_from_probs(mdp, p, q, True, reach=r), kl_from_probs(mdp, p, q, True))
 

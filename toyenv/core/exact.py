@@ -268,9 +268,10 @@ def success_prob(pi) -> np.ndarray:
 def success_from_probs(mdp: TokenMDP, p: np.ndarray, reach: np.ndarray | None = None) -> np.ndarray:
     """:func:`success_prob` for a probability array ``[S, V]``; ``reach``: its
     ``reach_from_probs(mdp, p)`` if already computed."""
-    t = trajectory_probs_from(mdp, p, reach)
-    s, a = np.nonzero(mdp.correct)
-    return np.bincount(mdp.prompt_of[s], weights=t[s, a], minlength=mdp.num_prompts)
+    p = np.asarray(p)
+    r = reach_from_probs(mdp, p) if reach is None else reach
+    s, a = np.nonzero(mdp.correct)               # correct pairs are terminal: pi(y|x) = reach(s)·pi(a|s)
+    return np.bincount(mdp.prompt_of[s], weights=r[s] * p[s, a], minlength=mdp.num_prompts)
 
 
 def expected_reward(pi) -> np.ndarray:
