@@ -228,3 +228,18 @@ def test_transformer_is_small_and_exact():
     with torch.no_grad():
         alone = torch.log_softmax(tp.model(x)[0, -1].double(), -1)
     np.testing.assert_allclose(alone.numpy(), lp[s].detach().numpy(), atol=1e-6)
+
+
+def test_decode_is_prefix_plus_action_for_every_pair():
+    """decode's vectorised path must give what prefix() gives pair by pair (python ints, zip length,
+    the same IndexError for a bad state)."""
+    mdp = toyenv.make("scaffold")
+    s, a = toyenv.sample_pairs(mdp.base_policy(), 500, seed=1)
+    want = [(mdp.prefix(int(x))[0], mdp.prefix(int(x))[1] + (int(y),)) for x, y in zip(s, a)]
+    got = mdp.decode(s, a)
+    assert got == want and all(type(v) is int for x, t in got for v in (x,) + t)
+    assert mdp.decode(s[:3], a) == want[:3] and mdp.decode([], []) == []
+    assert mdp.decode(list(s[:4]), list(a[:4])) == want[:4]
+    assert mdp.decode(s[:5].astype(float), a[:5]) == want[:5]
+    with pytest.raises(IndexError, match="state index"):
+        mdp.decode(np.array([0, mdp.num_states]), np.array([0, 0]))
