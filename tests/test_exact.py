@@ -299,3 +299,43 @@ def test_support_sets_is_the_one_definition_of_eq_6_to_8(preset):
         for k in sets:
             assert np.array_equal(getattr(ch, k), sets[k])
             assert np.array_equal(widgets._sets(b, a, eps)[k], sets[k])
+
+
+@pytest.mark.parametrize("name", ["two-skills", "scaffold", "many-paths"])
+def test_shared_passes_give_the_same_bits(name):
+    """The fast paths (precomputed parent-pair indices, one reach shared by several metrics, each
+    policy evaluated once in forgetting_curve) must give exactly the numbers of the plain passes."""
+    from toyenv.core.exact import kl_from_probs, success_from_probs
+    from toyenv.core.passes import reach_from_probs
+    mdp = toyenv.make(name)
+    p = toyenv.TabularPolicy(mdp, seed=3).probs()
+    q = mdp.base_policy().probs()
+    slow = np.empty(mdp.num_states)                       # the per-level loop, written out
+    slow[: mdp.num_prompts] = 1.0
+    for d, sl in mdp.levels():
+        if d:
+            slow[sl] = slow[mdp.parent[sl]] * p[mdp.parent[sl], mdp.last_token[sl]]
+    r = reach_from_probs(mdp, p)
+    assert np.array_equal(r, slow)
+    assert np.array_equal(reach_from_probs(mdp, np.asfortranarray(p)), slow)
+    assert np.array_equal(success_from_probs(mdp, p, r), success_from_probs(mdp, p))
+    traj = toyenv.trajectory_probs(toyenv.TabularPolicy(mdp, seed=3))
+    s, a = np.nonzero(mdp.correct)
+    assert np.array_equal(success_from_probs(mdp, p),
+                          np.bincount(mdp.prompt_of[s], weights=traj[s, a], minlength=mdp.num_prompts))
+    assert kl_from_probs(mdp, p, q, reach=r) == kl_from_probs(mdp, p, q)
+    assert np.array_equal(kl_from_probs(mdp, p, q, True, reach=r), kl_from_probs(mdp, p, q, True))
+
+
+def test_forgetting_curve_is_forgetting_at_every_snapshot():
+    mdp = toyenv.make("two-skills")
+    run = toyenv.sft(mdp.base_policy(), toyenv.family_demos(mdp, 0), steps=6, num_snapshots=4)
+    task = toyenv.family_task(mdp, 0)
+    for base, tk in ((None, None), (toyenv.TabularPolicy(mdp, seed=1), task)):
+        curve = toyenv.forgetting_curve(run, base=base, task=tk)
+        rows = [toyenv.forgetting(run.at(0) if base is None else base, pi, 0, tk) for _, pi in run.snapshots]
+        assert np.array_equal(curve["trained"], [r["trained_after"] for r in rows])
+        assert np.array_equal(curve["other"], [r["other_after"] for r in rows])
+        assert np.array_equal(curve["kl"], [r["kl"] for r in rows])
+        assert np.array_equal(curve["kl"], [toyenv.kl(pi, run.at(0) if base is None else base)
+                                            for _, pi in run.snapshots])

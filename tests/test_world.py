@@ -127,6 +127,79 @@ def test_frozen_copy_is_a_reference():
         assert not np.array_equal(ref.probs(), pi.probs()), "the reference must not follow the policy"
 
 
+def test_fast_copy_is_a_plain_deepcopy_that_shares_only_read_only_attributes():
+    """Policy.__deepcopy__ (used by copy() and frozen()) shares the world and the index tensors and
+    gives each module fresh hook dicts; the copy must equal a plain deepcopy and be independent."""
+    import copy
+    import torch
+    mdp = toyenv.make("two-skills")
+    for pi in (toyenv.TabularPolicy(mdp, seed=0), toyenv.TabularPolicy(mdp, seed=1, share="prefix"),
+               toyenv.TransformerPolicy(mdp, seed=0)):
+        plain = copy.deepcopy(dict(vars(pi)))           # the old, generic deepcopy of the attributes
+        for c in (pi.copy(), copy.deepcopy(pi), copy.deepcopy([pi, pi])[0]):
+            assert type(c) is type(pi) and set(vars(c)) == set(plain)
+            assert c.mdp is pi.mdp
+            assert all(getattr(c, k) is getattr(pi, k) for k in type(pi)._read_only if hasattr(pi, k))
+            ps, qs = pi.parameters(), c.parameters()
+            assert len(ps) == len(qs) == len(plain_params(plain))
+            for p, q in zip(ps, qs):
+                assert q is not p and q.data_ptr() != p.data_ptr() and torch.equal(q, p)
+                assert q.requires_grad == p.requires_grad and q.grad is None
+            np.testing.assert_array_equal(c.probs(), pi.probs())
+            if isinstance(pi, toyenv.TransformerPolicy):
+                mods = list(c.model.modules())
+                assert [type(m) for m in mods] == [type(m) for m in pi.model.modules()]
+                for m, m0 in zip(mods, pi.model.modules()):
+                    assert m is not m0 and m.training == m0.training
+                    for k, v in vars(m).items():
+                        if isinstance(v, (dict, set)):
+                            assert v is not vars(m0)[k] and type(v) is type(vars(m0)[k]), k
+                            assert list(v) == list(vars(m0)[k]), k
+                c.model.register_forward_hook(lambda *a: None)   # hooks of a copy stay its own
+                assert not pi.model._forward_hooks
+            with torch.no_grad():                         # training the copy leaves the original alone
+                for q in c.parameters():
+                    q.add_(0.25)
+            assert not np.array_equal(c.probs(), pi.probs())
+    shared = copy.deepcopy([pi, pi])                      # the memo still makes shared objects shared
+    assert shared[0] is shared[1]
+
+
+def test_module_copy_matches_a_plain_deepcopy():
+    """_copy_module follows deepcopy's steps; the result must look like deepcopy's, module by module."""
+    import copy
+    import torch
+    from toyenv.core.policies import _copy_module
+
+    def describe(model):
+        out = []
+        for name, m in model.named_modules():
+            attrs = sorted((k, type(v).__name__, v if isinstance(v, (int, float, str, bool, type(None)))
+                            else sorted(v) if isinstance(v, (dict, set)) else "") for k, v in vars(m).items())
+            out.append((name, type(m).__name__, m.training, attrs))
+        return out
+    model = toyenv.TransformerPolicy(toyenv.make("scaffold"), seed=2, n_layers=3).model
+    plain, fast = copy.deepcopy(model), _copy_module(model, {})
+    assert describe(fast) == describe(plain) == describe(model)
+    assert [(n, p.requires_grad) for n, p in fast.named_parameters()] == \
+        [(n, p.requires_grad) for n, p in plain.named_parameters()]
+    for (n, a), (_, b) in zip(fast.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), n
+    x = torch.randint(0, 5, (3, 6))
+    assert torch.equal(fast(x), model(x)) and torch.equal(plain(x), model(x))
+
+
+def plain_params(attrs: dict) -> list:
+    import torch
+    out = []
+    for v in attrs.values():
+        if isinstance(v, torch.nn.Parameter):
+            out.append(v)
+        elif isinstance(v, torch.nn.Module):
+            out.extend(v.parameters())
+    return out
+
+
 def test_policy_from_logits_and_probs():
     mdp = toyenv.make("many-paths")
     logits = np.random.default_rng(0).normal(size=(mdp.num_states, mdp.vocab_size))
@@ -155,3 +228,18 @@ def test_transformer_is_small_and_exact():
     with torch.no_grad():
         alone = torch.log_softmax(tp.model(x)[0, -1].double(), -1)
     np.testing.assert_allclose(alone.numpy(), lp[s].detach().numpy(), atol=1e-6)
+
+
+def test_decode_is_prefix_plus_action_for_every_pair():
+    """decode's vectorised path must give what prefix() gives pair by pair (python ints, zip length,
+    the same IndexError for a bad state)."""
+    mdp = toyenv.make("scaffold")
+    s, a = toyenv.sample_pairs(mdp.base_policy(), 500, seed=1)
+    want = [(mdp.prefix(int(x))[0], mdp.prefix(int(x))[1] + (int(y),)) for x, y in zip(s, a)]
+    got = mdp.decode(s, a)
+    assert got == want and all(type(v) is int for x, t in got for v in (x,) + t)
+    assert mdp.decode(s[:3], a) == want[:3] and mdp.decode([], []) == []
+    assert mdp.decode(list(s[:4]), list(a[:4])) == want[:4]
+    assert mdp.decode(s[:5].astype(float), a[:5]) == want[:5]
+    with pytest.raises(IndexError, match="state index"):
+        mdp.decode(np.array([0, mdp.num_states]), np.array([0, 0]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.exact import kl, success_from_probs, trajectory_probs_from
+from ..core.exact import kl_from_probs, success_from_probs, trajectory_probs_from
 from ..core.policies import Policy
 from ..core.tree import check_same_world
 from ..methods.loop import Run, check_count, check_policy
@@ -28,10 +28,12 @@ def _check_family(mdp, family: int, what: str = "family") -> int:
 def family_success(policy: Policy) -> np.ndarray:
     """Mean success probability of each task family, ``[num_families]`` (two-skills: [A, B])."""
     check_policy(policy)
-    mdp = policy.mdp
+    return _family_means(policy.mdp, success_from_probs(policy.mdp, policy.probs()))
+
+
+def _family_means(mdp, per_prompt: np.ndarray) -> np.ndarray:
     fam = _families(mdp)
-    s = success_from_probs(mdp, policy.probs())
-    return np.array([s[fam == f].mean() for f in range(fam.max() + 1)])
+    return np.array([per_prompt[fam == f].mean() for f in range(fam.max() + 1)])
 
 
 def family_task(mdp, family: int = 0, answers=None) -> np.ndarray:
@@ -64,9 +66,12 @@ def family_demos(mdp, family: int = 0, answer=None, per_prompt: int = 8) -> list
 
 def task_success(policy: Policy, task: np.ndarray, family: int = 0) -> float:
     """Expected ``task`` reward on one family's prompts (mean over its prompts)."""
-    mdp = policy.mdp
+    return _task_success(policy.mdp, policy.probs(), task, family)
+
+
+def _task_success(mdp, p: np.ndarray, task: np.ndarray, family: int) -> float:
     fam = _families(mdp)
-    t = trajectory_probs_from(mdp, policy.probs())
+    t = trajectory_probs_from(mdp, p)
     per = np.bincount(mdp.prompt_of, weights=(t * task).sum(1), minlength=mdp.num_prompts)
     return float(per[fam == family].mean())
 
@@ -82,20 +87,25 @@ def forgetting(before: Policy, after: Policy, trained: int = 0, task: np.ndarray
     check_policy(before, "before")
     check_policy(after, "after")
     check_same_world(before.mdp, after.mdp)
-    fam = _families(before.mdp)
     _check_family(before.mdp, trained, "trained")
-    fb, fa = family_success(before), family_success(after)
+    return _forgetting(before.mdp, before.probs(), after.mdp, after.probs(), trained, task)
+
+
+def _forgetting(mdp, p_before: np.ndarray, mdp_after, p_after: np.ndarray, trained: int, task) -> dict:
+    """:func:`forgetting` from the two policies' probabilities (each policy evaluated once)."""
+    fam = _families(mdp)
+    s_before, s_after = success_from_probs(mdp, p_before), success_from_probs(mdp_after, p_after)
+    fb, fa = _family_means(mdp, s_before), _family_means(mdp_after, s_after)
     others = [f for f in range(len(fb)) if f != trained]
     if task is None:
         g0, g1 = fb[trained], fa[trained]
     else:
-        g0, g1 = task_success(before, task, trained), task_success(after, task, trained)
-    mdp = before.mdp
-    per = success_from_probs(mdp, after.probs()) - success_from_probs(mdp, before.probs())
+        g0, g1 = _task_success(mdp, p_before, task, trained), _task_success(mdp_after, p_after, task, trained)
+    per = (s_after if mdp_after is mdp else success_from_probs(mdp, p_after)) - s_before
     return {"trained_before": float(g0), "trained_after": float(g1), "gain": float(g1 - g0),
             "other_before": float(fb[others].mean()), "other_after": float(fa[others].mean()),
             "other_change": float(fa[others].mean() - fb[others].mean()),
-            "kl": kl(after, before), "per_prompt_change": per, "family": fam}
+            "kl": kl_from_probs(mdp_after, p_after, p_before), "per_prompt_change": per, "family": fam}
 
 
 def forgetting_curve(run: Run, base: Policy | None = None, trained: int = 0, task=None) -> dict:
@@ -106,7 +116,13 @@ def forgetting_curve(run: Run, base: Policy | None = None, trained: int = 0, tas
                         f"{type(run).__name__}; for two policies use toyenv.forgetting(before, after)")
     base = run.at(0) if base is None else base
     check_policy(base, "base")
-    rows = [forgetting(base, pi, trained, task) for _, pi in run.snapshots]
+    _check_family(base.mdp, trained, "trained")
+    p_base = base.probs()                              # evaluated once, not once per snapshot
+    rows = []
+    for _, pi in run.snapshots:
+        check_policy(pi, "after")
+        check_same_world(base.mdp, pi.mdp)
+        rows.append(_forgetting(base.mdp, p_base, pi.mdp, pi.probs(), trained, task))
     return {"step": np.array(run.steps), "trained": np.array([r["trained_after"] for r in rows]),
             "other": np.array([r["other_after"] for r in rows]), "kl": np.array([r["kl"] for r in rows])}
 

@@ -248,8 +248,8 @@ def held_out_attrition(before, after, eps: float, prompts) -> float:
     """Attrition rate of held-out prompts: the share of their old occupancy that lies on attrited
     pairs (Eq. 8), sum_{(s,a) in A_eps, x(s) in H} d_before(s, a) / sum_{x(s) in H} d_before(s).
 
-    Needs no verifier for the held-out prompts ``prompts`` (indices), only the two policies; the
-    monitoring quantity of notebook 07 (exercise 07.2)."""
+    Needs no verifier for the held-out prompts ``prompts`` (indices), only the two policies (or their
+    occupancies, to reuse them across thresholds); the monitoring quantity of notebook 07 (exercise 07.2)."""
     ch = support_change(before, after, eps)
     rows = np.isin(ch.before.mdp.prompt_of, np.asarray(prompts, dtype=np.int64))
     if not rows.any():
@@ -265,10 +265,13 @@ def success_prob(pi) -> np.ndarray:
     return success_from_probs(mdp, p)
 
 
-def success_from_probs(mdp: TokenMDP, p: np.ndarray) -> np.ndarray:
-    t = trajectory_probs_from(mdp, p)
-    s, a = np.nonzero(mdp.correct)
-    return np.bincount(mdp.prompt_of[s], weights=t[s, a], minlength=mdp.num_prompts)
+def success_from_probs(mdp: TokenMDP, p: np.ndarray, reach: np.ndarray | None = None) -> np.ndarray:
+    """:func:`success_prob` for a probability array ``[S, V]``; ``reach``: its
+    ``reach_from_probs(mdp, p)`` if already computed."""
+    p = np.asarray(p)
+    r = reach_from_probs(mdp, p) if reach is None else reach
+    s, a = np.nonzero(mdp.correct)               # correct pairs are terminal: pi(y|x) = reach(s)·pi(a|s)
+    return np.bincount(mdp.prompt_of[s], weights=r[s] * p[s, a], minlength=mdp.num_prompts)
 
 
 def expected_reward(pi) -> np.ndarray:
@@ -355,22 +358,26 @@ def distinct_correct(pi, eps: float | None = None, k: int | None = None) -> np.n
 def kl_per_state(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """KL(p(.|s) || q(.|s)) for every state ``[S]``; +inf where q misses mass p has."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1)) - np.log(q)), 0.0)
+        pos = p > 0
+        terms = np.where(pos, p * (np.log(np.where(pos, p, 1)) - np.log(q)), 0.0)
     return terms.sum(1)
 
 
-def kl_terms(mdp: TokenMDP, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def kl_terms(mdp: TokenMDP, p: np.ndarray, q: np.ndarray, reach: np.ndarray | None = None) -> np.ndarray:
     """The chain-rule terms of the sequence KL(p || q): reach_p(s)·KL(p(.|s) || q(.|s)) per state ``[S]``.
 
     Summed over a prompt's states they give KL(p(.|x) || q(.|x)); summed over a subset of states,
-    the KL accumulated there.
+    the KL accumulated there. ``reach``: ``reach_from_probs(mdp, p)`` if already computed.
     """
-    return reach_from_probs(mdp, p) * kl_per_state(p, q)
+    return (reach_from_probs(mdp, p) if reach is None else reach) * kl_per_state(p, q)
 
 
-def kl_from_probs(mdp: TokenMDP, p: np.ndarray, q: np.ndarray, per_prompt: bool = False):
-    """Exact sequence-level KL(p || q) from probability arrays ``[S, V]``: the array form of :func:`kl`."""
-    per = np.bincount(mdp.prompt_of, weights=kl_terms(mdp, p, q), minlength=mdp.num_prompts)
+def kl_from_probs(mdp: TokenMDP, p: np.ndarray, q: np.ndarray, per_prompt: bool = False,
+                  reach: np.ndarray | None = None):
+    """Exact sequence-level KL(p || q) from probability arrays ``[S, V]``: the array form of :func:`kl`.
+
+    ``reach``: ``reach_from_probs(mdp, p)`` if already computed (one forward pass for several KLs)."""
+    per = np.bincount(mdp.prompt_of, weights=kl_terms(mdp, p, q, reach), minlength=mdp.num_prompts)
     return per if per_prompt else float(mdp.prompt_weights @ per)
 
 

@@ -16,6 +16,11 @@ def reach_from_probs(mdp: TokenMDP, p: np.ndarray) -> np.ndarray:
     """P(prefix s is visited | its prompt) for every state. ``[S]``; 1 at the roots."""
     reach = np.empty(mdp.num_states)
     reach[: mdp.num_prompts] = 1.0
+    if isinstance(p, np.ndarray) and p.shape == (mdp.num_states, mdp.vocab_size):
+        flat = p.reshape(-1)            # the same products as below, with precomputed indices
+        for sl, par, idx in mdp.level_pairs():
+            reach[sl] = reach[par] * flat[idx]
+        return reach
     for d, sl in mdp.levels():
         if d == 0:
             continue

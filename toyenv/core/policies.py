@@ -13,6 +13,7 @@ sequences, exact occupancy, KL, ...) is written once on top of it.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ class Policy:
     """The policy protocol. Subclasses implement :meth:`log_probs` and :meth:`parameters`."""
 
     mdp: TokenMDP
+    _read_only: tuple = ("mdp",)
+    """Attributes a copy shares instead of copying: the world and index tensors, never written to."""
 
     def log_probs(self) -> torch.Tensor:
         """log pi(a|s) for every non-terminal state, differentiable. ``[S, V]`` float64."""
@@ -62,6 +65,22 @@ class Policy:
         """An independent trainable copy."""
         return copy.deepcopy(self)
 
+    def __deepcopy__(self, memo):
+        """``copy.deepcopy`` that shares the read-only attributes (:attr:`_read_only`) and copies
+        modules with :func:`_copy_module`; every parameter is still cloned.
+
+        The same copy as a plain deepcopy, a few times faster for a transformer (a plain deepcopy
+        spends most of its time rebuilding the ~300 empty hook dicts of the modules)."""
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for name in self._read_only:
+            v = self.__dict__.get(name)
+            if v is not None:
+                memo.setdefault(id(v), v)
+        for k, v in self.__dict__.items():
+            new.__dict__[k] = _copy_module(v, memo) if isinstance(v, nn.Module) else copy.deepcopy(v, memo)
+        return new
+
     def frozen(self) -> "Policy":
         """A copy whose parameters do not require gradients: a reference policy."""
         out = copy.deepcopy(self)
@@ -71,6 +90,40 @@ class Policy:
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+_ATOMIC = (type(None), bool, int, float, str, type(len), type(lambda: 0))
+
+
+def _copy_module(m: nn.Module, memo: dict) -> nn.Module:
+    """``copy.deepcopy(m, memo)`` for a torch module, without deep-copying empty containers.
+
+    Follows deepcopy's own steps for a module (``__getstate__``, a deep copy of that state,
+    ``__setstate__`` on a new instance), but gives an empty dict or set a fresh empty one and keeps
+    numbers, strings and functions as they are (deepcopy returns those unchanged too). A module class
+    with its own copy or pickle protocol goes through ``copy.deepcopy``."""
+    y = memo.get(id(m))
+    if y is not None:
+        return y
+    cls = type(m)
+    if (getattr(cls, "__deepcopy__", None) is not None or cls.__reduce_ex__ is not object.__reduce_ex__
+            or cls.__reduce__ is not object.__reduce__ or cls.__getstate__ is not nn.Module.__getstate__):
+        return copy.deepcopy(m, memo)
+    y = cls.__new__(cls)
+    memo[id(m)] = y
+    state = {}
+    for k, v in m.__getstate__().items():
+        t = type(v)
+        if k == "_modules" and t is dict:
+            state[k] = {n: None if c is None else _copy_module(c, memo) for n, c in v.items()}
+        elif t in _ATOMIC:
+            state[k] = v
+        elif t in (dict, OrderedDict, set) and not v:
+            state[k] = t()
+        else:
+            state[k] = copy.deepcopy(v, memo)
+    y.__setstate__(state)
+    return y
 
 
 def as_pairs(mdp: TokenMDP, seqs) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +167,8 @@ class TabularPolicy(Policy):
         share: "state" (one row per state, no sharing) or "prefix" (one row per token prefix,
             shared by every prompt: the policy cannot tell prompts apart).
     """
+
+    _read_only = ("mdp", "_rows")
 
     def __init__(self, mdp: TokenMDP, logits=None, *, seed: int = 0, scale: float = 1.0,
                  share: str = "state"):
@@ -188,6 +243,8 @@ class TransformerPolicy(Policy):
         seed: seeds the initial weights (the global torch RNG is left as it was).
         d_model, n_layers, n_heads: model size (defaults give a few thousand to ~20k parameters).
     """
+
+    _read_only = ("mdp", "_x", "_row", "_col")
 
     def __init__(self, mdp: TokenMDP, seed: int = 0, *, d_model: int = 32, n_layers: int = 2,
                  n_heads: int = 4):

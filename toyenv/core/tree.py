@@ -204,6 +204,20 @@ class TokenMDP:
         for d in depths:
             yield d, slice(int(self.level_start[d]), int(self.level_start[d + 1]))
 
+    def level_pairs(self) -> list:
+        """``[(slice of the states at depth d, their parents, flat index parent·V + last token), ...]``
+        for d = 1..T-1: the parent pair of every state, read as ``p.reshape(-1)[flat]`` by the forward
+        pass. Computed once per world."""
+        cached = self.__dict__.get("_level_pairs")
+        if cached is None:
+            cached = []
+            for d, sl in self.levels():
+                if d:
+                    par = self.parent[sl]
+                    cached.append((sl, par, par * self.vocab_size + self.last_token[sl]))
+            self.__dict__["_level_pairs"] = cached
+        return cached
+
     def base_policy(self):
         """The world's "pretrained" policy (a fresh copy each call)."""
         if self.base_factory is None:
@@ -250,8 +264,18 @@ class TokenMDP:
 
     def decode(self, states, actions) -> list:
         """Terminal pairs -> ``[(prompt_index, tokens), ...]``."""
+        st, ac = np.asarray(states), np.asarray(actions)
+        if st.ndim == ac.ndim == 1 and st.dtype.kind in "iu" and ac.dtype.kind in "iu":
+            n = min(len(st), len(ac))                # zip's length, as below
+            st, ac = st[:n], ac[:n]
+            bad = np.nonzero((st < 0) | (st >= self.num_states))[0]
+            if bad.size:
+                self._check_state(int(st[bad[0]]))   # raises the error prefix() gives
+            rows, depth = self.tokens[st].tolist(), self.depth[st].tolist()
+            return [(x, tuple(r[:d]) + (a,)) for x, r, d, a in zip(self.prompt_of[st].tolist(), rows, depth,
+                                                                    ac.tolist())]
         out = []
-        for s, a in zip(np.asarray(states), np.asarray(actions)):
+        for s, a in zip(st, ac):
             p, toks = self.prefix(int(s))
             out.append((p, toks + (int(a),)))
         return out
@@ -336,17 +360,23 @@ def sample_from(mdp: TokenMDP, p: np.ndarray, start, rng: np.random.Generator):
     out_s, out_a = np.empty(n, np.int64), np.empty(n, np.int64)
     active = np.arange(n)
     cum = np.cumsum(p, axis=1)
+    child, last = mdp.child, mdp.vocab_size - 1
     for _ in range(mdp.horizon):
         if active.size == 0:
             break
         st = s[active]
-        u = rng.random(active.size) * cum[st, -1]
-        a = np.minimum((cum[st] <= u[:, None]).sum(1), mdp.vocab_size - 1)
-        nxt = mdp.child[st, a]
+        cs = cum[st]
+        u = rng.random(active.size) * cs[:, -1]
+        a = np.minimum((cs <= u[:, None]).sum(1), last)
+        nxt = child[st, a]
         done = nxt < 0
+        if done.all():                           # the last level of the tree: every rollout ends
+            out_s[active], out_a[active] = st, a
+            break
+        go = ~done
         out_s[active[done]], out_a[active[done]] = st[done], a[done]
-        s[active[~done]] = nxt[~done]
-        active = active[~done]
+        s[active[go]] = nxt[go]
+        active = active[go]
     return out_s, out_a
 
 

@@ -243,6 +243,7 @@ def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, diverge
         t_logp = teacher.log_probs().detach()[torch.as_tensor(smap)]      # [S, V] student coordinates
     t_p = t_logp.exp().numpy()
     t_p = t_p / t_p.sum(1, keepdims=True)
+    r_t = reach_from_probs(mdp, t_p)              # the teacher's reach, the same at every step
     n_on = int(round(lam * n_samples))
     lam_eff = lam if exact else n_on / n_samples
 
@@ -267,7 +268,7 @@ def distill(student: Policy, teacher: Policy, *, on_policy: float = 1.0, diverge
                 loss, info = distill_loss(log_probs, t_logp, (sc_on + sc_off) / n_samples,
                                           divergence=divergence, jsd_weight=jsd_weight)
         info["reverse_kl"] = kl_from_probs(mdp, p, t_p)
-        info["forward_kl"] = kl_from_probs(mdp, t_p, p)
+        info["forward_kl"] = kl_from_probs(mdp, t_p, p, reach=r_t)
         return loss, info
 
     # train

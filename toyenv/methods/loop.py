@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..core.exact import kl_from_probs, success_from_probs
+from ..core.passes import reach_from_probs
 from ..core.policies import Policy, TabularPolicy
 from ..core.tree import check_same_world
 
@@ -147,11 +148,12 @@ def train(policy: Policy, objective: Objective, *, steps: int, lr: float, seed: 
             log_probs = pi.log_probs()                  # [S, V]
             loss, info = objective(pi, log_probs, step, rng)
             p = log_probs.detach().exp().numpy()
+            r = reach_from_probs(mdp, p)                # one forward pass for the three metrics
             row = {"loss": float(loss.detach()), **{k: float(v) for k, v in info.items()},
-                   "success": float(mdp.prompt_weights @ success_from_probs(mdp, p)),
-                   "kl_to_start": kl_from_probs(mdp, p, p_start)}
+                   "success": float(mdp.prompt_weights @ success_from_probs(mdp, p, r)),
+                   "kl_to_start": kl_from_probs(mdp, p, p_start, reach=r)}
             if p_ref is not None:
-                row["kl_to_ref"] = kl_from_probs(mdp, p, p_ref)
+                row["kl_to_ref"] = kl_from_probs(mdp, p, p_ref, reach=r)
             _log(history, step, row)
             if step in keep:
                 snapshots.append((step, pi.frozen()))
