@@ -36,9 +36,8 @@ import os
 import pathlib
 import re
 import shutil
-import tempfile
-
 import sys
+import tempfile
 
 import pytest
 
