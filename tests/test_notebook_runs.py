@@ -27,8 +27,8 @@ def _stored():
     ])
 
 
-def _run(stored, checked_outputs):
-    """A run of `stored` whose checked cell printed `checked_outputs`."""
+def _run(checked_outputs):
+    """A run of `_stored()` whose checked cell printed `checked_outputs`."""
     run = _stored()
     run.cells[2].outputs = checked_outputs
     return run
@@ -37,14 +37,14 @@ def _run(stored, checked_outputs):
 def test_checked_outputs_compare_as_nbval_does():
     stored = _stored()
     # the same text in two stream outputs (JupyterLab or the kernel may split a stream): equal
-    assert notebook_runs.checked_output_differences(stored, _run(stored, [_stdout("a 0.25\n"), _stdout("b\n")])) == []
+    assert notebook_runs.checked_output_differences(stored, _run([_stdout("a 0.25\n"), _stdout("b\n")])) == []
     # one digit changed: a difference naming the cell and showing both
-    diff = notebook_runs.checked_output_differences(stored, _run(stored, [_stdout("a 0.26\nb\n")]))
+    diff = notebook_runs.checked_output_differences(stored, _run([_stdout("a 0.26\nb\n")]))
     assert len(diff) == 1 and "cell 3" in diff[0] and "0.25" in diff[0] and "0.26" in diff[0]
     # nothing printed, or stderr instead of stdout: a difference
-    assert notebook_runs.checked_output_differences(stored, _run(stored, []))
+    assert notebook_runs.checked_output_differences(stored, _run([]))
     assert notebook_runs.checked_output_differences(
-        stored, _run(stored, [new_output("stream", name="stderr", text="a 0.25\nb\n")]))
+        stored, _run([new_output("stream", name="stderr", text="a 0.25\nb\n")]))
     # only checked cells are compared: another figure in an unchecked cell is fine
     run = _stored()
     run.cells[3].outputs = [new_output("display_data", data={"image/png": "BBBB", "text/plain": "<Figure>"})]
