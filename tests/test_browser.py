@@ -378,9 +378,10 @@ def _run_all_in_browser(page, lab, name):
         return
     # nbval's checks, on the run JupyterLab made (tests/notebook_runs.py)
     source = next(p for p in COURSE if p.name == name)
-    assert len(executed.cells) == len(nbformat.read(source, as_version=4).cells)
+    stored = nbformat.read(source, as_version=4)
+    assert len(executed.cells) == len(stored.cells)
     assert not notebook_runs.errors(executed), f"{name}: {notebook_runs.errors(executed)}"
-    differences = notebook_runs.checked_output_differences(nbformat.read(source, as_version=4), executed)
+    differences = notebook_runs.checked_output_differences(stored, executed)
     assert not differences, f"{name}: checked outputs differ from the stored ones:\n" + "\n".join(differences)
     problems = notebook_runs.exercise_problems(stem, source.parent.name, executed)
     assert not problems, f"{name}: exercise lines: {problems}"
