@@ -3,9 +3,9 @@
     python tests/benchmarks/profile_test_cpu.py                 # the command `make test` runs
     python tests/benchmarks/profile_test_cpu.py tests/test_world.py -q
 
-Runs pytest as `make test` does (or with the arguments given) and samples /proc every 0.3 s: the
-CPU time (user + sys) of every process seen, grouped as notebook kernels, Chromium, JupyterLab
-servers, pytest workers (the package tests) and other subprocesses. `time make test` misses the
+Runs pytest with `make test`'s options and environment (or with the arguments given) and samples
+/proc every 0.3 s: the CPU time (user + sys) of every process seen, grouped as notebook kernels,
+Chromium, JupyterLab servers, pytest workers (the package tests) and other subprocesses. `time make test` misses the
 processes that are not waited for (Chromium's); this does not. A process that lives less than one
 sample is missed, so the total is a lower bound. Linux only (/proc); not part of `make bench`, as
 it takes as long as the test run.
@@ -27,8 +27,8 @@ MAKE_TEST = ["-n", "2", "--dist", "loadscope", "--no-loadscope-reorder", "tests"
              "--nbval-lax", "--nbval-current-env", "-q", "-p", "no:cacheprovider"]
 TICK = os.sysconf("SC_CLK_TCK")
 KINDS = (            # (kind, a test on the command line), first match wins
-    ("notebook kernel, browser (JupyterLab's)", lambda c: "ipykernel_launcher" in c and "lab-home" in c),
-    ("notebook kernel, nbval and grader", lambda c: "ipykernel_launcher" in c),
+    ("notebook kernel started by JupyterLab (browser test)", lambda c: "ipykernel_launcher" in c and "lab-home" in c),
+    ("notebook kernel, other (nbval, grader, nbgrader, handout)", lambda c: "ipykernel_launcher" in c),
     ("Chromium", lambda c: "chrom" in c),
     ("JupyterLab server", lambda c: "jupyterlab" in c or "jupyter-lab" in c),
     ("Playwright driver", lambda c: "playwright" in c),
