@@ -318,6 +318,8 @@ def test_shared_passes_give_the_same_bits(name):
     r = reach_from_probs(mdp, p)
     assert np.array_equal(r, slow)
     assert np.array_equal(reach_from_probs(mdp, np.asfortranarray(p)), slow)
+    with pytest.raises(ValueError, match=r"\[S, V\].*policy.probs\(\)"):
+        reach_from_probs(mdp, p[:, :-1])
     assert np.array_equal(success_from_probs(mdp, p, r), success_from_probs(mdp, p))
     traj = toyenv.trajectory_probs(toyenv.TabularPolicy(mdp, seed=3))
     s, a = np.nonzero(mdp.correct)

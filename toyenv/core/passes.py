@@ -14,18 +14,15 @@ from .tree import TokenMDP
 
 def reach_from_probs(mdp: TokenMDP, p: np.ndarray) -> np.ndarray:
     """P(prefix s is visited | its prompt) for every state. ``[S]``; 1 at the roots."""
+    p = np.asarray(p)
+    if p.shape != (mdp.num_states, mdp.vocab_size):
+        raise ValueError(f"reach needs pi(a|s) of this world as an [S, V] = [{mdp.num_states}, "
+                         f"{mdp.vocab_size}] array (policy.probs()), got shape {p.shape}")
     reach = np.empty(mdp.num_states)
     reach[: mdp.num_prompts] = 1.0
-    if isinstance(p, np.ndarray) and p.shape == (mdp.num_states, mdp.vocab_size):
-        flat = p.reshape(-1)            # the same products as below, with precomputed indices
-        for sl, par, idx in mdp.level_pairs():
-            reach[sl] = reach[par] * flat[idx]
-        return reach
-    for d, sl in mdp.levels():
-        if d == 0:
-            continue
-        par = mdp.parent[sl]
-        reach[sl] = reach[par] * p[par, mdp.last_token[sl]]
+    flat = p.reshape(-1)
+    for sl, par, idx in mdp.level_pairs():      # depth by depth: reach(parent) * p(parent, last token)
+        reach[sl] = reach[par] * flat[idx]
     return reach
 
 
